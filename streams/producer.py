@@ -1,0 +1,58 @@
+"""The producer used outside Faust agents (gateway, replay, tests): Avro-encodes records and sends them
+keyed by session id with idempotence and ``acks=all``, so a session's events stay in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+
+from streams.records import AudioEvent, Result, SessionState
+from streams.topics import Codecs, Topics, session_key
+
+
+class EventProducer:
+    def __init__(self, bootstrap: str, topics: Topics, codecs: Codecs, *, linger_ms: int = 5) -> None:
+        self.topics = topics
+        self.codecs = codecs
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+            max_request_size=4 * 1024 * 1024,
+            compression_type=None,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> EventProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def send_audio(self, event: AudioEvent) -> asyncio.Future[object]:
+        """Queue an audio event; returns the delivery future (await it to know it is stored)."""
+        return await self._producer.send(
+            self.topics.audio.name, self.codecs.audio.encode(event), key=session_key(event.session_id)
+        )
+
+    async def send_result(self, result: Result, topic: str | None = None) -> asyncio.Future[object]:
+        return await self._producer.send(
+            topic or self.topics.results.name, self.codecs.result.encode(result),
+            key=session_key(result.session_id),
+        )
+
+    async def send_session(self, state: SessionState) -> asyncio.Future[object]:
+        return await self._producer.send(
+            self.topics.sessions.name, self.codecs.session.encode(state), key=session_key(state.session_id)
+        )
+
+    async def flush(self) -> None:
+        await self._producer.flush()

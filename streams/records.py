@@ -1,0 +1,190 @@
+"""Typed mirrors of the Avro records in ``schemas/``; field names match the ``.avsc`` files."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def utterance_id(session_id: str, index: int) -> str:
+    return f"{session_id}:{index}"
+
+
+class AudioEventKind(StrEnum):
+    CHUNK = "CHUNK"
+    END = "END"
+
+
+class ResultKind(StrEnum):
+    REALTIME = "REALTIME"
+    FINAL = "FINAL"
+    TRANSLATION = "TRANSLATION"
+    ERROR = "ERROR"
+
+
+@dataclass(slots=True)
+class AudioEvent:
+    SCHEMA: ClassVar[str] = "io.babelstream.audio.AudioEvent"
+
+    session_id: str
+    utterance_index: int
+    seq: int
+    kind: AudioEventKind
+    pcm: bytes
+    audio_offset_ms: int
+    created_at_ms: int = field(default_factory=now_ms)
+    sample_rate_hz: int = 16000
+    source_lang: str | None = None
+    target_lang: str | None = None
+    translate: bool = False
+    end_reason: str | None = None
+    gateway_id: str = ""
+    utterance_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = AudioEventKind(self.kind)
+        if not self.utterance_id:
+            self.utterance_id = utterance_id(self.session_id, self.utterance_index)
+
+    @property
+    def duration_ms(self) -> int:
+        return len(self.pcm) * 1000 // (2 * self.sample_rate_hz)
+
+    def to_avro(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = str(self.kind)
+        return d
+
+    @classmethod
+    def from_avro(cls, d: dict[str, Any]) -> AudioEvent:
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class Segment:
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+@dataclass(slots=True)
+class Translation:
+    source_lang: str
+    target_lang: str
+    text: str
+    backend: str
+
+
+@dataclass(slots=True)
+class ErrorInfo:
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class Result:
+    SCHEMA: ClassVar[str] = "io.babelstream.results.Result"
+
+    session_id: str
+    utterance_index: int
+    kind: ResultKind
+    text: str = ""
+    seq: int = 0
+    language: str | None = None
+    language_probability: float | None = None
+    audio_start_ms: int = 0
+    audio_end_ms: int = 0
+    processing_ms: int = 0
+    created_at_ms: int = field(default_factory=now_ms)
+    audio_created_at_ms: int = 0
+    model: str = ""
+    version: str = "live"
+    target_lang: str | None = None
+    translate: bool = False
+    segments: list[Segment] = field(default_factory=list)
+    translation: Translation | None = None
+    error: ErrorInfo | None = None
+    utterance_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = ResultKind(self.kind)
+        if not self.utterance_id:
+            self.utterance_id = utterance_id(self.session_id, self.utterance_index)
+
+    def to_avro(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = str(self.kind)
+        return d
+
+    @classmethod
+    def from_avro(cls, d: dict[str, Any]) -> Result:
+        d = dict(d)
+        d["segments"] = [Segment(**s) for s in d.get("segments") or []]
+        if d.get("translation"):
+            d["translation"] = Translation(**d["translation"])
+        if d.get("error"):
+            d["error"] = ErrorInfo(**d["error"])
+        return cls(**d)
+
+    def to_client(self) -> dict[str, Any]:
+        """The JSON message a WebSocket client receives for this result (see gateway/protocol.py)."""
+        msg: dict[str, Any] = {
+            "type": {"REALTIME": "realtime", "FINAL": "final", "TRANSLATION": "translation",
+                     "ERROR": "error"}[self.kind],
+            "session_id": self.session_id,
+            "utterance_id": self.utterance_id,
+            "segment_id": self.utterance_index,
+            "text": self.text,
+            "language": self.language,
+            "audio_start_ms": self.audio_start_ms,
+            "audio_end_ms": self.audio_end_ms,
+            "processing_ms": self.processing_ms,
+        }
+        if self.kind is ResultKind.REALTIME:
+            msg["revision"] = self.seq
+        if self.kind is ResultKind.FINAL:
+            msg["segments"] = [asdict(s) for s in self.segments]
+            msg["language_probability"] = self.language_probability
+        if self.translation is not None:
+            msg.update(
+                text=self.translation.text,
+                source_text=self.text,
+                source_lang=self.translation.source_lang,
+                target_lang=self.translation.target_lang,
+                backend=self.translation.backend,
+            )
+        if self.error is not None:
+            msg.update(code=self.error.code, message=self.error.message)
+        return msg
+
+
+@dataclass(slots=True)
+class SessionState:
+    SCHEMA: ClassVar[str] = "io.babelstream.sessions.SessionState"
+
+    session_id: str
+    gateway_id: str
+    input_sample_rate_hz: int
+    next_utterance_index: int
+    source_lang: str | None = None
+    target_lang: str | None = None
+    translate: bool = False
+    channels: int = 1
+    encoding: str = "pcm_s16le"
+    audio_ms_total: int = 0
+    created_at_ms: int = field(default_factory=now_ms)
+    updated_at_ms: int = field(default_factory=now_ms)
+    connected: bool = True
+
+    def to_avro(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_avro(cls, d: dict[str, Any]) -> SessionState:
+        return cls(**d)

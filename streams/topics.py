@@ -1,0 +1,131 @@
+"""Every Kafka topic Babelstream uses, defined in one place.
+
+| topic                          | key        | value (schemas/)    | policy                       |
+|--------------------------------|------------|---------------------|------------------------------|
+| ``<prefix>.audio.v1``          | session id | AudioEvent          | delete, AUDIO_RETENTION_MS   |
+| ``<prefix>.results.v1``        | session id | Result              | delete, RESULTS_RETENTION_MS |
+| ``<prefix>.results.<tag>.v1``  | session id | Result (replays)    | delete, RESULTS_RETENTION_MS |
+| ``<prefix>.sessions.v1``       | session id | SessionState        | compact                      |
+
+Keys are the UTF-8 session id, so Kafka's default (murmur2) partitioner keeps a session on one
+partition and its events in order. Partitions bound parallelism: a consumer group uses at most as
+many workers as the audio topic has partitions; :func:`ensure_topics` grows partition counts when the
+settings ask for more (it never shrinks them).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from babelstream.settings import Settings
+from streams.codec import AvroCodec
+from streams.records import AudioEvent, Result, SessionState
+from streams.registry import SchemaRegistry, make_registry
+
+log = logging.getLogger(__name__)
+
+_TAG_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        """Schema-registry subject (TopicNameStrategy)."""
+        return f"{self.name}-value"
+
+
+@dataclass(frozen=True)
+class Topics:
+    audio: TopicSpec
+    results: TopicSpec
+    sessions: TopicSpec
+
+    def all(self) -> list[TopicSpec]:
+        return [self.audio, self.results, self.sessions]
+
+
+def results_topic_name(settings: Settings, version: str = "live") -> str:
+    if version == "live":
+        return f"{settings.topic_prefix}.results.v1"
+    if not _TAG_RE.match(version):
+        raise ValueError(f"invalid results version tag {version!r}: use letters, digits, '.', '_', '-'")
+    return f"{settings.topic_prefix}.results.{version}.v1"
+
+
+def topic_specs(settings: Settings, results_version: str = "live") -> Topics:
+    return Topics(
+        audio=TopicSpec(
+            f"{settings.topic_prefix}.audio.v1",
+            settings.audio_partitions,
+            {"cleanup.policy": "delete", "retention.ms": str(settings.audio_retention_ms),
+             "max.message.bytes": str(4 * 1024 * 1024)},
+        ),
+        results=TopicSpec(
+            results_topic_name(settings, results_version),
+            settings.results_partitions,
+            {"cleanup.policy": "delete", "retention.ms": str(settings.results_retention_ms)},
+        ),
+        sessions=TopicSpec(
+            f"{settings.topic_prefix}.sessions.v1",
+            settings.results_partitions,
+            {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"},
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Codecs:
+    audio: AvroCodec[AudioEvent]
+    result: AvroCodec[Result]
+    session: AvroCodec[SessionState]
+
+    @classmethod
+    def create(cls, settings: Settings, topics: Topics, registry: SchemaRegistry | None = None) -> Codecs:
+        reg = registry or make_registry(settings.schema_registry_url)
+        return cls(
+            audio=AvroCodec(AudioEvent, reg, topics.audio.subject),
+            result=AvroCodec(Result, reg, topics.results.subject),
+            session=AvroCodec(SessionState, reg, topics.sessions.subject),
+        )
+
+
+def session_key(session_id: str) -> bytes:
+    return session_id.encode()
+
+
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_ms: int = 30000) -> None:
+    """Create missing topics and grow partition counts; idempotent, safe to call from every service."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(s.name, s.partitions, 1, topic_configs=s.config) for s in missing],
+                    timeout_ms=timeout_ms,
+                )
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics %s", [s.name for s in missing])
+        present = [s for s in specs if s.name in existing]
+        if present:
+            described = await admin.describe_topics([s.name for s in present])
+            counts = {d["topic"]: len(d["partitions"]) for d in described}
+            grow = {s.name: NewPartitions(s.partitions) for s in present if counts.get(s.name, 0) < s.partitions}
+            if grow:
+                await admin.create_partitions(grow, timeout_ms=timeout_ms)
+                log.info("grew partitions: %s", {k: v.total_count for k, v in grow.items()})
+    finally:
+        await admin.close()
