@@ -136,7 +136,10 @@ class LocalKafka:
             raise BrokerError("java (OpenJDK 17+) is needed to run the local Kafka broker")
         base = [java, f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 128)}m",
                 f"-Dlog4j.configuration=file:{log4j}", "-cp", f"{libs}/*"]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        id_file = self.data_dir / "cluster.id"  # kept, so a persistent data dir restarts with its data
+        if not id_file.exists():
+            id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_id = id_file.read_text().strip()
         fmt = subprocess.run(
             [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
              "--ignore-formatted"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import re
 import subprocess
+import unicodedata
 import wave
 from functools import cache
 from pathlib import Path
@@ -73,6 +74,9 @@ def espeak(text: str, tmp: Path, voice: str = "en-us", rate_hz: int = 16000, wpm
 
 
 def normalize(text: str) -> str:
+    """Lower case, no punctuation or accents: references (e.g. the Asterisk prompts) are unaccented."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
     text = text.lower().replace("-", " ")
     text = re.sub(r"[^\w\s']", " ", text)
     return " ".join(text.split())

@@ -1,0 +1,113 @@
+"""STT Faust agent: audio chunks in, REALTIME and FINAL results out.
+
+Decode -> assemble (``babelstream.utterances``) -> transcribe in a thread -> send. Events are acked only
+once the FINAL of their utterance is stored, so the committed offset of a partition never passes an
+unfinished utterance: when a worker dies, the partition's new owner re-reads the whole utterance and
+finishes it. A Faust table (changelog-backed) remembers each session's last finalised utterance, so a new
+owner skips utterances that were already finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from babelstream.engines.stt import SttEngine
+from babelstream.utterances import Final, Interim, Utterance, UtteranceAssembler
+from streams.app import StreamApp
+from streams.codec import CodecError
+from streams.records import ErrorInfo, Result, ResultKind, Segment, now_ms
+from streams.topics import session_key
+
+log = logging.getLogger(__name__)
+
+UTTERANCES = Counter("babelstream_stt_utterances_total", "Final transcripts produced", ["reason"])
+INTERIMS = Counter("babelstream_stt_interims_total", "Interim transcripts produced")
+ERRORS = Counter("babelstream_stt_errors_total", "Events or utterances that failed", ["code"])
+AUDIO_S = Counter("babelstream_stt_audio_seconds_total", "Seconds of audio transcribed in finals")
+PROCESSING_S = Histogram("babelstream_stt_processing_seconds", "Engine time per decode", ["kind"])
+OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
+
+
+def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
+    app, s, codecs = sa.app, sa.settings, sa.codecs
+    assembler = UtteranceAssembler(s.interim_interval_ms, s.interim_max_lag_ms,
+                                   abandon_after_ms=int(s.max_utterance_s * 1000) * 4)
+    changelog = app.topic(f"{app.conf.id}-stt-finalized-changelog", key_type=str, value_type=int,
+                          key_serializer="json", value_serializer="json", partitions=s.audio_partitions,
+                          compacting=True, deleting=False, internal=True)
+    finalized = app.Table("stt-finalized", default=lambda: -1, partitions=s.audio_partitions,
+                          key_type=str, value_type=int, changelog_topic=changelog)
+
+    async def send(result: Result) -> None:
+        fut = await sa.results_out_topic.send(key=session_key(result.session_id),
+                                              value=codecs.result.encode(result))
+        await fut  # delivered (acks=all) before the source events are acked
+
+    def base(u: Utterance, kind: ResultKind) -> dict[str, Any]:
+        return dict(session_id=u.session_id, utterance_index=u.utterance_index, kind=kind,
+                    audio_start_ms=u.start_ms, audio_end_ms=u.end_ms, model=engine.name,
+                    audio_created_at_ms=u.last_created_at_ms, target_lang=u.target_lang,
+                    translate=u.translate, version=sa.results_version)
+
+    async def interim(action: Interim) -> None:
+        u = action.utterance
+        t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang, final=False)
+        PROCESSING_S.labels("interim").observe(t.processing_ms / 1000)
+        INTERIMS.inc()
+        await send(Result(**base(u, ResultKind.REALTIME), seq=action.revision, text=t.text,
+                          language=t.language, language_probability=t.language_probability,
+                          processing_ms=t.processing_ms))
+
+    async def finalize(u: Utterance, update_table: bool) -> None:
+        try:
+            t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang, final=True)
+        except Exception as e:
+            log.exception("transcription of %s failed", u.utterance_id)
+            ERRORS.labels("stt_failed").inc()
+            await send(Result(**base(u, ResultKind.ERROR), error=ErrorInfo("stt_failed", str(e)[:500])))
+        else:
+            PROCESSING_S.labels("final").observe(t.processing_ms / 1000)
+            UTTERANCES.labels(u.end_reason or "end").inc()
+            AUDIO_S.inc(u.audio_ms / 1000)
+            segments = [Segment(u.start_ms + p.start_ms, u.start_ms + p.end_ms, p.text) for p in t.segments]
+            await send(Result(**base(u, ResultKind.FINAL), text=t.text, language=t.language,
+                              language_probability=t.language_probability, processing_ms=t.processing_ms,
+                              segments=segments))
+        if update_table:
+            finalized[u.session_id] = u.utterance_index
+        for event in u.tags:
+            event.ack()
+
+    @app.agent(sa.audio_topic, name="stt")
+    async def stt(stream: Any) -> None:
+        async for event in stream.noack().events():
+            try:
+                ev = codecs.audio.decode(event.value)
+            except CodecError as e:
+                log.warning("skipping undecodable audio event at %s: %s", event.message.tp, e)
+                ERRORS.labels("bad_event").inc()
+                event.ack()
+                continue
+            if ev.utterance_index <= finalized[ev.session_id]:
+                event.ack()  # finished before a failover; its events are being re-read
+                continue
+            action = assembler.add(ev, now_ms(), partition=event.message.partition, tag=event)
+            for stale in assembler.abandoned(ev.created_at_ms):
+                await finalize(stale.utterance, update_table=False)
+            if isinstance(action, Interim):
+                await interim(action)
+            elif isinstance(action, Final):
+                await finalize(action.utterance, update_table=True)
+            OPEN.set(len(assembler.open))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        lost = {tp.partition for tp in revoked if tp.topic == sa.topics.audio.name}
+        dropped = assembler.drop_partitions(lost)
+        if dropped:
+            log.info("partitions %s revoked: %d open utterances left to their new owner", lost, len(dropped))
+

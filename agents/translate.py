@@ -1,0 +1,69 @@
+"""Translation Faust agent: FINAL results that ask for a translation in, TRANSLATION (or ERROR) out,
+with the same session and utterance id so clients pair it with its text."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from babelstream.engines.langs import UnknownLanguage, normalize_lang
+from babelstream.engines.translate import TranslationRouter, UnsupportedPair
+from streams.app import StreamApp
+from streams.codec import CodecError
+from streams.records import ErrorInfo, Result, ResultKind, Translation
+from streams.topics import session_key
+
+log = logging.getLogger(__name__)
+
+TRANSLATIONS = Counter("babelstream_translations_total", "Translations produced", ["backend"])
+ERRORS = Counter("babelstream_translation_errors_total", "Translations that failed", ["code"])
+PROCESSING_S = Histogram("babelstream_translation_seconds", "Backend time per translation")
+
+
+def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
+    codecs = sa.codecs
+
+    async def translate_one(r: Result) -> Result:
+        common: dict[str, Any] = dict(
+            session_id=r.session_id, utterance_index=r.utterance_index, text=r.text, language=r.language,
+            audio_start_ms=r.audio_start_ms, audio_end_ms=r.audio_end_ms, model=r.model, version=r.version,
+            target_lang=r.target_lang, translate=True, audio_created_at_ms=r.audio_created_at_ms,
+        )
+        try:
+            source = normalize_lang(r.language)
+            target = normalize_lang(r.target_lang)
+            if source is None or target is None:
+                raise UnsupportedPair("source or target language unknown")
+            t0 = time.perf_counter()
+            out = await asyncio.to_thread(router.translate, r.text, source, target)
+        except (UnsupportedPair, UnknownLanguage) as e:
+            ERRORS.labels("unsupported_pair").inc()
+            return Result(**common, kind=ResultKind.ERROR, error=ErrorInfo("unsupported_pair", str(e)))
+        except Exception as e:
+            log.exception("translation of %s failed", r.utterance_id)
+            ERRORS.labels("translation_failed").inc()
+            return Result(**common, kind=ResultKind.ERROR, error=ErrorInfo("translation_failed", str(e)[:500]))
+        elapsed = time.perf_counter() - t0
+        PROCESSING_S.observe(elapsed)
+        TRANSLATIONS.labels(out.backend).inc()
+        return Result(**common, kind=ResultKind.TRANSLATION, processing_ms=int(elapsed * 1000),
+                      translation=Translation(source, target, out.text, out.backend))
+
+    @sa.app.agent(sa.results_topic, name="translate")
+    async def translate(stream: Any) -> None:
+        async for value in stream:
+            try:
+                r = codecs.result.decode(value)
+            except CodecError as e:
+                log.warning("skipping undecodable result: %s", e)
+                continue
+            if r.kind is not ResultKind.FINAL or not r.translate or not r.target_lang or not r.text.strip():
+                continue
+            out = await translate_one(r)
+            fut = await sa.results_out_topic.send(key=session_key(out.session_id),
+                                                  value=codecs.result.encode(out))
+            await fut

@@ -1,0 +1,154 @@
+"""``babelstream`` command line: run the local stack, a single service, or stream a file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from babelstream.settings import load_settings
+
+app = typer.Typer(add_completion=False, help="Babelstream: real-time speech transcription and translation on Kafka")
+console = Console(stderr=True)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def broker(data_dir: Path = typer.Option(None, help="default: $STATE_DIR/kafka")) -> None:
+    """Run a local single-node Kafka (KRaft) broker in the foreground."""
+    from streams.broker import LocalKafka
+
+    _logging("info")
+    s = load_settings()
+    k = LocalKafka(data_dir or s.state_dir / "kafka", version=s.kafka_version, heap_mb=s.kafka_heap_mb).start()
+    console.print(f"Kafka ready: KAFKA_BOOTSTRAP_SERVERS={k.bootstrap}")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        k.stop()
+
+
+@app.command()
+def worker(role: str = typer.Argument(..., help="stt or translate"), loglevel: str = "info") -> None:
+    """Run a Faust worker (scale by starting more; partitions bound parallelism)."""
+    from babelstream.worker import run_worker
+
+    _logging(loglevel)
+    run_worker(load_settings(), role, loglevel)
+
+
+@app.command()
+def gateway(loglevel: str = "info") -> None:
+    """Run the WebSocket gateway."""
+    from gateway.server import run_gateway
+
+    _logging(loglevel)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_gateway(load_settings()))
+
+
+@app.command()
+def up(
+    stt_workers: int = typer.Option(1, help="STT worker processes"),
+    translate_workers: int = typer.Option(1, help="translation worker processes"),
+    loglevel: str = "info",
+) -> None:
+    """Run the whole stack locally: Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), gateway and workers."""
+    from streams.broker import LocalKafka, free_port
+
+    _logging(loglevel)
+    s = load_settings()
+    k = None
+    env = dict(os.environ)
+    if not s.kafka_bootstrap_servers:
+        console.print("[bold]starting Kafka[/] (first run downloads the jars with Maven)...")
+        k = LocalKafka(s.state_dir / "kafka", version=s.kafka_version, heap_mb=s.kafka_heap_mb)
+        k.port = int(os.environ.get("KAFKA_PORT", "0")) or free_port()
+        k.start()
+        env["KAFKA_BOOTSTRAP_SERVERS"] = k.bootstrap
+    cmd = [sys.executable, "-m", "babelstream.cli"]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen([*cmd, "gateway", "--loglevel", loglevel], env=env))
+        for i in range(stt_workers):
+            procs.append(subprocess.Popen([*cmd, "worker", "stt", "--loglevel", loglevel],
+                                          env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + i)}))
+        for i in range(translate_workers):
+            procs.append(subprocess.Popen(
+                [*cmd, "worker", "translate", "--loglevel", loglevel],
+                env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + stt_workers + i)}))
+        console.print(
+            f"[bold green]Babelstream is starting[/]: web client http://{s.gateway_host}:{s.health_port}/ ,"
+            f" WebSocket ws://{s.gateway_host}:{s.gateway_port} , Kafka {env['KAFKA_BOOTSTRAP_SERVERS']}."
+            " Ctrl-C stops everything."
+        )
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        failed = [p.args for p in procs if p.poll() not in (None, 0)]
+        if failed:
+            console.print(f"[red]a service exited: {failed}[/]")
+            raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if k is not None:
+            k.stop()
+
+
+@app.command()
+def stream(
+    file: Path = typer.Argument(..., exists=True, help="any audio file ffmpeg/PyAV can read"),
+    url: str = typer.Option("ws://127.0.0.1:5026", help="gateway WebSocket URL"),
+    source_lang: str = typer.Option(None, help="ISO 639-1; default: detect"),
+    target_lang: str = typer.Option(None, help="translate into this language"),
+    pace: float = typer.Option(1.0, help="1 = real time, 0 = as fast as possible"),
+) -> None:
+    """Stream an audio file to the gateway and print interim, final and translated text."""
+    from faster_whisper.audio import decode_audio
+
+    from babelstream.audio.resample import float_to_pcm16
+    from babelstream.client import stream_audio
+
+    pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=16000))
+
+    def show(msg: dict[str, object]) -> None:
+        kind = msg.get("type")
+        if kind == "realtime":
+            console.print(f"[dim]… {msg['text']}[/]")
+        elif kind == "final":
+            console.print(f"[bold]{msg['segment_id']}[/] [{msg.get('language')}] {msg['text']}")
+        elif kind == "translation":
+            console.print(f"[bold]{msg['segment_id']}[/] [green]→ {msg['target_lang']}[/] {msg['text']}")
+        elif kind == "error":
+            console.print(f"[red]error {msg['code']}: {msg['message']}[/]")
+
+    asyncio.run(stream_audio(url, pcm, source_lang=source_lang, target_lang=target_lang,
+                             translate=bool(target_lang), pace=pace, on_message=show, timeout_s=3600))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""A WebSocket client for the gateway: streams audio at real-time pace (or faster) and collects results.
+Used by ``babelstream stream``, the load generator, the benchmarks and the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+
+@dataclass
+class StreamReport:
+    session_id: str = ""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    audio_end_monotonic: float = 0.0
+    first_interim_s: float | None = None
+    final_after_end_s: list[float] = field(default_factory=list)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("type") == kind]
+
+    @property
+    def finals(self) -> list[dict[str, Any]]:
+        return sorted(self.of_type("final"), key=lambda m: m["segment_id"])
+
+    @property
+    def text(self) -> str:
+        return " ".join(m["text"] for m in self.finals if m["text"])
+
+    @property
+    def translations(self) -> list[dict[str, Any]]:
+        return sorted(self.of_type("translation"), key=lambda m: m["segment_id"])
+
+
+async def stream_audio(
+    url: str,
+    pcm: bytes,
+    *,
+    sample_rate: int = 16000,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
+    translate: bool = False,
+    session_id: str | None = None,
+    pace: float = 1.0,
+    frame_ms: int = 100,
+    trailing_silence_ms: int = 1500,
+    wait_translations: bool | None = None,
+    timeout_s: float = 120.0,
+    on_message: Callable[[dict[str, Any]], None] | None = None,
+) -> StreamReport:
+    """Send 16-bit mono PCM in ``frame_ms`` frames, ``pace`` x real time (0 = as fast as possible),
+    then ``stop`` and wait for the finals (and translations) of every utterance."""
+    wait_translations = translate if wait_translations is None else wait_translations
+    report = StreamReport()
+    start_msg = {"type": "start", "sample_rate": sample_rate, "encoding": "pcm_s16le",
+                 "source_lang": source_lang, "target_lang": target_lang, "translate": translate}
+    if session_id:
+        start_msg["session_id"] = session_id
+    async with asyncio.timeout(timeout_s), connect(url, max_size=2**22) as ws:
+        await ws.send(json.dumps(start_msg))
+        ready = json.loads(await ws.recv())
+        if ready.get("type") != "ready":
+            raise RuntimeError(f"gateway refused the session: {ready}")
+        report.session_id = ready["session_id"]
+        report.messages.append(ready)
+        reader = asyncio.create_task(_read(ws, report, on_message))
+        t_start = time.monotonic()
+        step = sample_rate * 2 * frame_ms // 1000
+        audio = pcm + bytes(sample_rate * 2 * trailing_silence_ms // 1000)
+        for i, off in enumerate(range(0, len(audio), step)):
+            await ws.send(audio[off : off + step])
+            if pace > 0:
+                delay = t_start + (i + 1) * frame_ms / 1000 / pace - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        report.audio_end_monotonic = time.monotonic()
+        report.first_interim_s = None
+        await ws.send(json.dumps({"type": "stop"}))
+        while True:
+            ended = {m["segment_id"] for m in report.of_type("utterance_end")}
+            done = {m["segment_id"] for m in report.of_type("final")} | {
+                m["segment_id"] for m in report.of_type("error") if m.get("code") == "stt_failed"}
+            tr_done = {m["segment_id"] for m in report.translations} | {
+                m["segment_id"] for m in report.of_type("error") if m.get("code") in
+                ("unsupported_pair", "translation_failed")}
+            stopped = bool(report.of_type("stopped"))
+            if stopped and ended <= done and (not wait_translations or ended <= tr_done):
+                break
+            if reader.done():
+                reader.result()
+                break
+            await asyncio.sleep(0.05)
+        reader.cancel()
+        t0 = report.messages[0]["_t"] if "_t" in report.messages[0] else t_start
+        interims = report.of_type("realtime")
+        if interims:
+            report.first_interim_s = interims[0]["_t"] - t0
+    return report
+
+
+async def _read(ws: ClientConnection, report: StreamReport,
+                on_message: Callable[[dict[str, Any]], None] | None) -> None:
+    async for raw in ws:
+        msg = json.loads(raw)
+        msg["_t"] = time.monotonic()
+        report.messages.append(msg)
+        if msg.get("type") == "final" and report.audio_end_monotonic:
+            report.final_after_end_s.append(msg["_t"] - report.audio_end_monotonic)
+        if on_message is not None:
+            on_message(msg)

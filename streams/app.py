@@ -1,0 +1,95 @@
+"""The one Faust app definition. Each worker role (``stt``, ``translate``) instantiates it with its own
+consumer group id, registers its agent (``agents/``) and runs it with ``babelstream worker ROLE``.
+
+Values travel as raw bytes in the Confluent Avro wire format (``streams.codec``); keys are session ids.
+Each worker serves ``/healthz`` and Prometheus ``/metrics`` on its Faust web port.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from babelstream.settings import Settings
+from streams.topics import Codecs, Topics, topic_specs
+
+
+@dataclass
+class StreamApp:
+    app: faust.App
+    settings: Settings
+    topics: Topics
+    codecs: Codecs
+    audio_topic: faust.TopicT
+    results_topic: faust.TopicT
+    results_out_topic: faust.TopicT
+    results_version: str = "live"
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip()]
+
+
+def create_app(
+    settings: Settings, role: str, *, results_version: str = "live", group_suffix: str = ""
+) -> StreamApp:
+    topics = topic_specs(settings)
+    out_topics = topic_specs(settings, results_version)
+    app_id = f"{settings.topic_prefix}-{role}{group_suffix}"
+    datadir = Path(tempfile.mkdtemp(prefix=f"faust-{role}-{os.getpid()}-"))
+    app = faust.App(
+        app_id,
+        broker=broker_urls(settings.bootstrap),
+        store="memory://",
+        datadir=str(datadir),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.audio_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=50,
+        broker_commit_interval=0.5,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=20.0,
+        broker_request_timeout=40.0,
+        producer_acks=-1,
+        producer_max_request_size=4 * 1024 * 1024,
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        stream_wait_empty=False,
+        web_enabled=True,
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        web_in_thread=False,
+        table_standby_replicas=0,
+    )
+    codecs = Codecs.create(settings, topics)
+    sa = StreamApp(
+        app=app,
+        settings=settings,
+        topics=topics,
+        codecs=codecs,
+        audio_topic=app.topic(topics.audio.name, key_type=bytes, value_type=bytes, internal=False),
+        results_topic=app.topic(topics.results.name, key_type=bytes, value_type=bytes, internal=False),
+        results_out_topic=app.topic(out_topics.results.name, key_type=bytes, value_type=bytes, internal=False),
+        results_version=results_version,
+    )
+
+    @app.page("/healthz")
+    async def healthz(web_view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        ok = app.consumer is not None and not app.should_stop
+        return web_view.json({"status": "ok" if ok else "starting", "role": role, "app": app_id},
+                             status=200 if ok else 503)
+
+    @app.page("/metrics")
+    async def metrics(web_view: faust.web.View, request: faust.web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return sa
