@@ -34,33 +34,62 @@ OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
 
 def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     app, s, codecs = sa.app, sa.settings, sa.codecs
-    assembler = UtteranceAssembler(s.interim_interval_ms, s.interim_max_lag_ms,
-                                   abandon_after_ms=int(s.max_utterance_s * 1000) * 4)
-    changelog = app.topic(f"{app.conf.id}-stt-finalized-changelog", key_type=str, value_type=int,
-                          key_serializer="json", value_serializer="json", partitions=s.audio_partitions,
-                          compacting=True, deleting=False, internal=True)
-    finalized = app.Table("stt-finalized", default=lambda: -1, partitions=s.audio_partitions,
-                          key_type=str, value_type=int, changelog_topic=changelog)
+    assembler = UtteranceAssembler(
+        s.interim_interval_ms, s.interim_max_lag_ms, abandon_after_ms=int(s.max_utterance_s * 1000) * 4
+    )
+    changelog = app.topic(
+        f"{app.conf.id}-stt-finalized-changelog",
+        key_type=str,
+        value_type=int,
+        key_serializer="json",
+        value_serializer="json",
+        partitions=s.audio_partitions,
+        compacting=True,
+        deleting=False,
+        internal=True,
+    )
+    finalized = app.Table(
+        "stt-finalized",
+        default=lambda: -1,
+        partitions=s.audio_partitions,
+        key_type=str,
+        value_type=int,
+        changelog_topic=changelog,
+    )
 
     async def send(result: Result) -> None:
-        fut = await sa.results_out_topic.send(key=session_key(result.session_id),
-                                              value=codecs.result.encode(result))
+        fut = await sa.results_out_topic.send(key=session_key(result.session_id), value=codecs.result.encode(result))
         await fut  # delivered (acks=all) before the source events are acked
 
     def base(u: Utterance, kind: ResultKind) -> dict[str, Any]:
-        return dict(session_id=u.session_id, utterance_index=u.utterance_index, kind=kind,
-                    audio_start_ms=u.start_ms, audio_end_ms=u.end_ms, model=engine.name,
-                    audio_created_at_ms=u.last_created_at_ms, target_lang=u.target_lang,
-                    translate=u.translate, version=sa.results_version)
+        return dict(
+            session_id=u.session_id,
+            utterance_index=u.utterance_index,
+            kind=kind,
+            audio_start_ms=u.start_ms,
+            audio_end_ms=u.end_ms,
+            model=engine.name,
+            audio_created_at_ms=u.last_created_at_ms,
+            target_lang=u.target_lang,
+            translate=u.translate,
+            version=sa.results_version,
+        )
 
     async def interim(action: Interim) -> None:
         u = action.utterance
         t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang, final=False)
         PROCESSING_S.labels("interim").observe(t.processing_ms / 1000)
         INTERIMS.inc()
-        await send(Result(**base(u, ResultKind.REALTIME), seq=action.revision, text=t.text,
-                          language=t.language, language_probability=t.language_probability,
-                          processing_ms=t.processing_ms))
+        await send(
+            Result(
+                **base(u, ResultKind.REALTIME),
+                seq=action.revision,
+                text=t.text,
+                language=t.language,
+                language_probability=t.language_probability,
+                processing_ms=t.processing_ms,
+            )
+        )
 
     async def finalize(u: Utterance, update_table: bool) -> None:
         try:
@@ -74,9 +103,16 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
             UTTERANCES.labels(u.end_reason or "end").inc()
             AUDIO_S.inc(u.audio_ms / 1000)
             segments = [Segment(u.start_ms + p.start_ms, u.start_ms + p.end_ms, p.text) for p in t.segments]
-            await send(Result(**base(u, ResultKind.FINAL), text=t.text, language=t.language,
-                              language_probability=t.language_probability, processing_ms=t.processing_ms,
-                              segments=segments))
+            await send(
+                Result(
+                    **base(u, ResultKind.FINAL),
+                    text=t.text,
+                    language=t.language,
+                    language_probability=t.language_probability,
+                    processing_ms=t.processing_ms,
+                    segments=segments,
+                )
+            )
         if update_table:
             finalized[u.session_id] = u.utterance_index
         for event in u.tags:
@@ -110,4 +146,3 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         dropped = assembler.drop_partitions(lost)
         if dropped:
             log.info("partitions %s revoked: %d open utterances left to their new owner", lost, len(dropped))
-

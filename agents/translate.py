@@ -29,9 +29,17 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
 
     async def translate_one(r: Result) -> Result:
         common: dict[str, Any] = dict(
-            session_id=r.session_id, utterance_index=r.utterance_index, text=r.text, language=r.language,
-            audio_start_ms=r.audio_start_ms, audio_end_ms=r.audio_end_ms, model=r.model, version=r.version,
-            target_lang=r.target_lang, translate=True, audio_created_at_ms=r.audio_created_at_ms,
+            session_id=r.session_id,
+            utterance_index=r.utterance_index,
+            text=r.text,
+            language=r.language,
+            audio_start_ms=r.audio_start_ms,
+            audio_end_ms=r.audio_end_ms,
+            model=r.model,
+            version=r.version,
+            target_lang=r.target_lang,
+            translate=True,
+            audio_created_at_ms=r.audio_created_at_ms,
         )
         try:
             source = normalize_lang(r.language)
@@ -50,8 +58,12 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
         elapsed = time.perf_counter() - t0
         PROCESSING_S.observe(elapsed)
         TRANSLATIONS.labels(out.backend).inc()
-        return Result(**common, kind=ResultKind.TRANSLATION, processing_ms=int(elapsed * 1000),
-                      translation=Translation(source, target, out.text, out.backend))
+        return Result(
+            **common,
+            kind=ResultKind.TRANSLATION,
+            processing_ms=int(elapsed * 1000),
+            translation=Translation(source, target, out.text, out.backend),
+        )
 
     @sa.app.agent(sa.results_topic, name="translate")
     async def translate(stream: Any) -> None:
@@ -64,6 +76,5 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
             if r.kind is not ResultKind.FINAL or not r.translate or not r.target_lang or not r.text.strip():
                 continue
             out = await translate_one(r)
-            fut = await sa.results_out_topic.send(key=session_key(out.session_id),
-                                                  value=codecs.result.encode(out))
+            fut = await sa.results_out_topic.send(key=session_key(out.session_id), value=codecs.result.encode(out))
             await fut

@@ -83,12 +83,19 @@ def up(
     try:
         procs.append(subprocess.Popen([*cmd, "gateway", "--loglevel", loglevel], env=env))
         for i in range(stt_workers):
-            procs.append(subprocess.Popen([*cmd, "worker", "stt", "--loglevel", loglevel],
-                                          env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + i)}))
+            procs.append(
+                subprocess.Popen(
+                    [*cmd, "worker", "stt", "--loglevel", loglevel],
+                    env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + i)},
+                )
+            )
         for i in range(translate_workers):
-            procs.append(subprocess.Popen(
-                [*cmd, "worker", "translate", "--loglevel", loglevel],
-                env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + stt_workers + i)}))
+            procs.append(
+                subprocess.Popen(
+                    [*cmd, "worker", "translate", "--loglevel", loglevel],
+                    env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + stt_workers + i)},
+                )
+            )
         console.print(
             f"[bold green]Babelstream is starting[/]: web client http://{s.gateway_host}:{s.health_port}/ ,"
             f" WebSocket ws://{s.gateway_host}:{s.gateway_port} , Kafka {env['KAFKA_BOOTSTRAP_SERVERS']}."
@@ -142,8 +149,18 @@ def stream(
         elif kind == "error":
             console.print(f"[red]error {msg['code']}: {msg['message']}[/]")
 
-    asyncio.run(stream_audio(url, pcm, source_lang=source_lang, target_lang=target_lang,
-                             translate=bool(target_lang), pace=pace, on_message=show, timeout_s=3600))
+    asyncio.run(
+        stream_audio(
+            url,
+            pcm,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            translate=bool(target_lang),
+            pace=pace,
+            on_message=show,
+            timeout_s=3600,
+        )
+    )
 
 
 def main() -> None:

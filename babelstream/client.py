@@ -57,8 +57,14 @@ async def stream_audio(
     then ``stop`` and wait for the finals (and translations) of every utterance."""
     wait_translations = translate if wait_translations is None else wait_translations
     report = StreamReport()
-    start_msg = {"type": "start", "sample_rate": sample_rate, "encoding": "pcm_s16le",
-                 "source_lang": source_lang, "target_lang": target_lang, "translate": translate}
+    start_msg = {
+        "type": "start",
+        "sample_rate": sample_rate,
+        "encoding": "pcm_s16le",
+        "source_lang": source_lang,
+        "target_lang": target_lang,
+        "translate": translate,
+    }
     if session_id:
         start_msg["session_id"] = session_id
     async with asyncio.timeout(timeout_s), connect(url, max_size=2**22) as ws:
@@ -84,10 +90,13 @@ async def stream_audio(
         while True:
             ended = {m["segment_id"] for m in report.of_type("utterance_end")}
             done = {m["segment_id"] for m in report.of_type("final")} | {
-                m["segment_id"] for m in report.of_type("error") if m.get("code") == "stt_failed"}
+                m["segment_id"] for m in report.of_type("error") if m.get("code") == "stt_failed"
+            }
             tr_done = {m["segment_id"] for m in report.translations} | {
-                m["segment_id"] for m in report.of_type("error") if m.get("code") in
-                ("unsupported_pair", "translation_failed")}
+                m["segment_id"]
+                for m in report.of_type("error")
+                if m.get("code") in ("unsupported_pair", "translation_failed")
+            }
             stopped = bool(report.of_type("stopped"))
             if stopped and ended <= done and (not wait_translations or ended <= tr_done):
                 break
@@ -103,8 +112,9 @@ async def stream_audio(
     return report
 
 
-async def _read(ws: ClientConnection, report: StreamReport,
-                on_message: Callable[[dict[str, Any]], None] | None) -> None:
+async def _read(
+    ws: ClientConnection, report: StreamReport, on_message: Callable[[dict[str, Any]], None] | None
+) -> None:
     async for raw in ws:
         msg = json.loads(raw)
         msg["_t"] = time.monotonic()

@@ -61,8 +61,9 @@ Action = Interim | Final
 
 
 class UtteranceAssembler:
-    def __init__(self, interim_interval_ms: int = 1000, interim_max_lag_ms: int = 2000,
-                 abandon_after_ms: int = 60_000) -> None:
+    def __init__(
+        self, interim_interval_ms: int = 1000, interim_max_lag_ms: int = 2000, abandon_after_ms: int = 60_000
+    ) -> None:
         self.interim_interval_ms = interim_interval_ms
         self.interim_max_lag_ms = interim_max_lag_ms
         self.abandon_after_ms = abandon_after_ms
@@ -71,8 +72,16 @@ class UtteranceAssembler:
     def add(self, ev: AudioEvent, now_ms: int, partition: int = -1, tag: object = None) -> Action | None:
         u = self.open.get(ev.utterance_id)
         if u is None:
-            u = Utterance(ev.session_id, ev.utterance_index, ev.utterance_id, ev.audio_offset_ms,
-                          ev.source_lang, ev.target_lang, ev.translate, partition)
+            u = Utterance(
+                ev.session_id,
+                ev.utterance_index,
+                ev.utterance_id,
+                ev.audio_offset_ms,
+                ev.source_lang,
+                ev.target_lang,
+                ev.translate,
+                partition,
+            )
             self.open[ev.utterance_id] = u
         if tag is not None:
             u.tags.append(tag)

@@ -19,8 +19,12 @@ ROLES = ("stt", "translate")
 def build_worker_app(settings: Settings, role: str, results_version: str = "live") -> faust.App:
     if role not in ROLES:
         raise ValueError(f"unknown worker role {role!r}; expected one of {ROLES}")
-    sa = create_app(settings, role, results_version=results_version,
-                    group_suffix="" if results_version == "live" else f"-{results_version}")
+    sa = create_app(
+        settings,
+        role,
+        results_version=results_version,
+        group_suffix="" if results_version == "live" else f"-{results_version}",
+    )
     if role == "stt":
         from agents.stt import register_stt_agent
         from babelstream.engines.stt import make_stt_engine

@@ -8,8 +8,12 @@ CHUNKS = Counter("babelstream_gateway_chunks_total", "Audio chunk events produce
 SEGMENTS = Counter("babelstream_gateway_segments_total", "Utterances closed by the VAD", ["reason"])
 RESULTS = Counter("babelstream_gateway_results_total", "Results delivered to clients", ["type"])
 ERRORS = Counter("babelstream_gateway_errors_total", "Errors reported to clients", ["code"])
-QUEUE_DEPTH = Histogram("babelstream_gateway_client_queue_depth", "Outgoing queue depth at enqueue",
-                        buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+QUEUE_DEPTH = Histogram(
+    "babelstream_gateway_client_queue_depth",
+    "Outgoing queue depth at enqueue",
+    buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 SLOW_CLIENTS = Counter("babelstream_gateway_slow_clients_total", "Clients closed for not reading")
-RESULT_LATENCY_S = Histogram("babelstream_gateway_result_latency_seconds",
-                             "From newest audio produced to result delivered", ["type"])
+RESULT_LATENCY_S = Histogram(
+    "babelstream_gateway_result_latency_seconds", "From newest audio produced to result delivered", ["type"]
+)

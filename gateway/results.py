@@ -24,8 +24,9 @@ class ResultRouter:
         self.topic = topic
         self.codecs = codecs
         self.deliver = deliver
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                          enable_auto_commit=False, auto_offset_reset="latest")
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="latest"
+        )
         self._task: asyncio.Task[None] | None = None
         self.running = False
 

@@ -94,8 +94,13 @@ class Gateway:
         await self.store.start()
         await self.router.start()
         self._ws = await serve(
-            self.handler, self.s.gateway_host, self.s.gateway_port,
-            max_size=self.s.max_frame_bytes * 16, max_queue=32, ping_interval=20, ping_timeout=20,
+            self.handler,
+            self.s.gateway_host,
+            self.s.gateway_port,
+            max_size=self.s.max_frame_bytes * 16,
+            max_queue=32,
+            ping_interval=20,
+            ping_timeout=20,
         )
         self.port = self._ws.sockets[0].getsockname()[1]
         app = web.Application()
@@ -111,8 +116,14 @@ class Gateway:
         site = web.TCPSite(self._http, self.s.gateway_host, self.s.health_port)
         await site.start()
         self.health_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        log.info("gateway %s: ws://%s:%d, health http://%s:%d/healthz", self.gateway_id, self.s.gateway_host,
-                 self.port, self.s.gateway_host, self.health_port)
+        log.info(
+            "gateway %s: ws://%s:%d, health http://%s:%d/healthz",
+            self.gateway_id,
+            self.s.gateway_host,
+            self.port,
+            self.s.gateway_host,
+            self.health_port,
+        )
 
     async def stop(self) -> None:
         if self._ws is not None:
@@ -179,8 +190,9 @@ class Gateway:
     async def _on_message(self, conn: Connection, message: str | bytes) -> list[Output]:
         session = conn.session
         if len(message) > self.s.max_frame_bytes:
-            raise ProtocolError("frame_too_large",
-                                f"frame of {len(message)} bytes exceeds MAX_FRAME_BYTES={self.s.max_frame_bytes}")
+            raise ProtocolError(
+                "frame_too_large", f"frame of {len(message)} bytes exceeds MAX_FRAME_BYTES={self.s.max_frame_bytes}"
+            )
         if isinstance(message, bytes):
             m.AUDIO_BYTES.inc(len(message))
             return session.audio(message)

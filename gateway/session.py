@@ -82,21 +82,42 @@ class ClientSession:
         first_index = prior.next_utterance_index if prior else 0
         start_ms = prior.audio_ms_total if prior else 0
         self.state = SessionState(
-            session_id=self.session_id, gateway_id=self.gateway_id, input_sample_rate_hz=msg.sample_rate,
-            next_utterance_index=first_index, source_lang=msg.source_lang, target_lang=msg.target_lang,
-            translate=msg.translate, channels=msg.channels, encoding=msg.encoding, audio_ms_total=start_ms,
+            session_id=self.session_id,
+            gateway_id=self.gateway_id,
+            input_sample_rate_hz=msg.sample_rate,
+            next_utterance_index=first_index,
+            source_lang=msg.source_lang,
+            target_lang=msg.target_lang,
+            translate=msg.translate,
+            channels=msg.channels,
+            encoding=msg.encoding,
+            audio_ms_total=start_ms,
             created_at_ms=prior.created_at_ms if prior else now_ms(),
         )
         self.realtime = msg.realtime
         try:
-            self.pipeline = SpeechPipeline(self._vad_factory(), SegmenterConfig.from_settings(s),
-                                           msg.sample_rate, msg.channels, msg.encoding, first_index, start_ms)
+            self.pipeline = SpeechPipeline(
+                self._vad_factory(),
+                SegmenterConfig.from_settings(s),
+                msg.sample_rate,
+                msg.channels,
+                msg.encoding,
+                first_index,
+                start_ms,
+            )
         except AudioFormatError as e:
             raise ProtocolError("bad_audio_format", str(e)) from None
         ready = {
-            "type": "ready", "protocol": PROTOCOL_VERSION, "session_id": self.session_id, "resumed": resumed,
-            "next_utterance_index": first_index, "sample_rate": msg.sample_rate, "encoding": msg.encoding,
-            "channels": msg.channels, "source_lang": msg.source_lang, "target_lang": msg.target_lang,
+            "type": "ready",
+            "protocol": PROTOCOL_VERSION,
+            "session_id": self.session_id,
+            "resumed": resumed,
+            "next_utterance_index": first_index,
+            "sample_rate": msg.sample_rate,
+            "encoding": msg.encoding,
+            "channels": msg.channels,
+            "source_lang": msg.source_lang,
+            "target_lang": msg.target_lang,
             "translate": msg.translate,
         }
         return [SaveState(self.state), ToClient(ready)]
@@ -114,8 +135,17 @@ class ClientSession:
                 st.translate = msg.translate
             if st.translate and not st.target_lang:
                 raise ProtocolError("invalid_message", "translate=true needs a target_lang")
-            return [self._save(), ToClient({"type": "langs", "source_lang": st.source_lang,
-                                            "target_lang": st.target_lang, "translate": st.translate})]
+            return [
+                self._save(),
+                ToClient(
+                    {
+                        "type": "langs",
+                        "source_lang": st.source_lang,
+                        "target_lang": st.target_lang,
+                        "translate": st.translate,
+                    }
+                ),
+            ]
         reason = "flush" if isinstance(msg, Flush) else "stop"
         out = self._segments(self.pipeline.flush(reason))  # type: ignore[union-attr]
         if isinstance(msg, Stop):
@@ -152,30 +182,75 @@ class ClientSession:
                     self._dropped.add(idx)
                     if not self._overload_reported:
                         self._overload_reported = True
-                        out.append(ToClient({"type": "error", "code": "overloaded", "fatal": False,
-                                             "message": f"{len(self.pending)} utterances await transcription;"
-                                                        " new speech is dropped until they finish"}))
+                        out.append(
+                            ToClient(
+                                {
+                                    "type": "error",
+                                    "code": "overloaded",
+                                    "fatal": False,
+                                    "message": f"{len(self.pending)} utterances await transcription;"
+                                    " new speech is dropped until they finish",
+                                }
+                            )
+                        )
                 else:
-                    out.append(ToClient({"type": "utterance_start", "utterance_id": f"{self.session_id}:{idx}",
-                                         "segment_id": idx, "audio_start_ms": e.offset_ms}))
+                    out.append(
+                        ToClient(
+                            {
+                                "type": "utterance_start",
+                                "utterance_id": f"{self.session_id}:{idx}",
+                                "segment_id": idx,
+                                "audio_start_ms": e.offset_ms,
+                            }
+                        )
+                    )
             if idx in self._dropped:
                 if isinstance(e, End):
                     self._dropped.discard(idx)
                     st.next_utterance_index = idx + 1
                 continue
-            common = dict(session_id=self.session_id, utterance_index=idx, source_lang=st.source_lang,
-                          target_lang=st.target_lang, translate=st.translate, gateway_id=self.gateway_id)
+            common = dict(
+                session_id=self.session_id,
+                utterance_index=idx,
+                source_lang=st.source_lang,
+                target_lang=st.target_lang,
+                translate=st.translate,
+                gateway_id=self.gateway_id,
+            )
             if isinstance(e, Chunk):
-                out.append(Produce(AudioEvent(seq=e.seq, kind=AudioEventKind.CHUNK, pcm=e.pcm,
-                                              audio_offset_ms=e.offset_ms, **common)))  # type: ignore[arg-type]
+                out.append(
+                    Produce(
+                        AudioEvent(
+                            seq=e.seq, kind=AudioEventKind.CHUNK, pcm=e.pcm, audio_offset_ms=e.offset_ms, **common
+                        )
+                    )
+                )  # type: ignore[arg-type]
             else:
-                out.append(Produce(AudioEvent(seq=e.seq, kind=AudioEventKind.END, pcm=b"",
-                                              audio_offset_ms=e.offset_ms, end_reason=e.reason,
-                                              **common)))  # type: ignore[arg-type]
+                out.append(
+                    Produce(
+                        AudioEvent(
+                            seq=e.seq,
+                            kind=AudioEventKind.END,
+                            pcm=b"",
+                            audio_offset_ms=e.offset_ms,
+                            end_reason=e.reason,
+                            **common,
+                        )
+                    )
+                )  # type: ignore[arg-type]
                 self.pending.add(idx)
                 st.next_utterance_index = idx + 1
-                out.append(ToClient({"type": "utterance_end", "utterance_id": f"{self.session_id}:{idx}",
-                                     "segment_id": idx, "reason": e.reason, "audio_end_ms": e.offset_ms}))
+                out.append(
+                    ToClient(
+                        {
+                            "type": "utterance_end",
+                            "utterance_id": f"{self.session_id}:{idx}",
+                            "segment_id": idx,
+                            "reason": e.reason,
+                            "audio_end_ms": e.offset_ms,
+                        }
+                    )
+                )
                 out.append(self._save())
         return out
 

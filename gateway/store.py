@@ -25,8 +25,9 @@ class SessionStore:
         self.topic = topic
         self.codecs = codecs
         self.states: dict[str, SessionState] = {}
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                          enable_auto_commit=False, auto_offset_reset="earliest")
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         self._tps: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
 

@@ -4,4 +4,3 @@ from importlib import resources
 from pathlib import Path
 
 SCHEMA_DIR = Path(str(resources.files(__name__)))
-

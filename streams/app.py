@@ -36,9 +36,7 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip()]
 
 
-def create_app(
-    settings: Settings, role: str, *, results_version: str = "live", group_suffix: str = ""
-) -> StreamApp:
+def create_app(settings: Settings, role: str, *, results_version: str = "live", group_suffix: str = "") -> StreamApp:
     topics = topic_specs(settings)
     out_topics = topic_specs(settings, results_version)
     app_id = f"{settings.topic_prefix}-{role}{group_suffix}"
@@ -85,8 +83,9 @@ def create_app(
     @app.page("/healthz")
     async def healthz(web_view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         ok = app.consumer is not None and not app.should_stop
-        return web_view.json({"status": "ok" if ok else "starting", "role": role, "app": app_id},
-                             status=200 if ok else 503)
+        return web_view.json(
+            {"status": "ok" if ok else "starting", "role": role, "app": app_id}, status=200 if ok else 503
+        )
 
     @app.page("/metrics")
     async def metrics(web_view: faust.web.View, request: faust.web.Request) -> web.Response:

@@ -56,8 +56,13 @@ def fetch_jars(version: str, cache: Path | None = None, timeout_s: float = 600.0
     pom = resources.files("streams.kafka").joinpath("pom.xml").read_text()
     (tmp / "pom.xml").write_text(pom)
     cmd = [
-        mvn, "-q", "-B", "dependency:copy-dependencies", f"-Dkafka.version={version}",
-        f"-DoutputDirectory={tmp / 'libs'}", "-DincludeScope=runtime",
+        mvn,
+        "-q",
+        "-B",
+        "dependency:copy-dependencies",
+        f"-Dkafka.version={version}",
+        f"-DoutputDirectory={tmp / 'libs'}",
+        "-DincludeScope=runtime",
     ]
     log.info("fetching Kafka %s jars with Maven into %s", version, libs)
     proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -134,23 +139,33 @@ class LocalKafka:
         java = shutil.which("java")
         if java is None:
             raise BrokerError("java (OpenJDK 17+) is needed to run the local Kafka broker")
-        base = [java, f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 128)}m",
-                f"-Dlog4j.configuration=file:{log4j}", "-cp", f"{libs}/*"]
+        base = [
+            java,
+            f"-Xmx{self.heap_mb}m",
+            f"-Xms{min(self.heap_mb, 128)}m",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "-cp",
+            f"{libs}/*",
+        ]
         id_file = self.data_dir / "cluster.id"  # kept, so a persistent data dir restarts with its data
         if not id_file.exists():
             id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         cluster_id = id_file.read_text().strip()
         fmt = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
-             "--ignore-formatted"],
-            capture_output=True, text=True, timeout=120, check=False,
+            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if fmt.returncode != 0:
             raise BrokerError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
         logf = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [*base, "-XX:+UseSerialGC", "kafka.Kafka", str(props)],
-            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         logf.close()
         self._wait_ready()

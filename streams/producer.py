@@ -45,7 +45,8 @@ class EventProducer:
 
     async def send_result(self, result: Result, topic: str | None = None) -> asyncio.Future[object]:
         return await self._producer.send(
-            topic or self.topics.results.name, self.codecs.result.encode(result),
+            topic or self.topics.results.name,
+            self.codecs.result.encode(result),
             key=session_key(result.session_id),
         )
 

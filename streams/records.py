@@ -135,8 +135,9 @@ class Result:
     def to_client(self) -> dict[str, Any]:
         """The JSON message a WebSocket client receives for this result (see gateway/protocol.py)."""
         msg: dict[str, Any] = {
-            "type": {"REALTIME": "realtime", "FINAL": "final", "TRANSLATION": "translation",
-                     "ERROR": "error"}[self.kind],
+            "type": {"REALTIME": "realtime", "FINAL": "final", "TRANSLATION": "translation", "ERROR": "error"}[
+                self.kind
+            ],
             "session_id": self.session_id,
             "utterance_id": self.utterance_id,
             "segment_id": self.utterance_index,

@@ -67,8 +67,11 @@ def topic_specs(settings: Settings, results_version: str = "live") -> Topics:
         audio=TopicSpec(
             f"{settings.topic_prefix}.audio.v1",
             settings.audio_partitions,
-            {"cleanup.policy": "delete", "retention.ms": str(settings.audio_retention_ms),
-             "max.message.bytes": str(4 * 1024 * 1024)},
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(settings.audio_retention_ms),
+                "max.message.bytes": str(4 * 1024 * 1024),
+            },
         ),
         results=TopicSpec(
             results_topic_name(settings, results_version),

@@ -67,8 +67,7 @@ def espeak(text: str, tmp: Path, voice: str = "en-us", rate_hz: int = 16000, wpm
     raw = tmp / "espeak.wav"
     out = tmp / "espeak16.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), text], check=True, timeout=60)
-    subprocess.run(["sox", "-D", str(raw), "-r", str(rate_hz), "-c", "1", "-b", "16", str(out)],
-                   check=True, timeout=60)
+    subprocess.run(["sox", "-D", str(raw), "-r", str(rate_hz), "-c", "1", "-b", "16", str(out)], check=True, timeout=60)
     pcm, _ = read_wav(out)
     return pcm
 

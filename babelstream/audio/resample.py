@@ -31,7 +31,8 @@ class StreamResampler:
         self.frame_bytes = _SAMPLE_BYTES[encoding] * channels
         self._carry = b""
         self._stream = (
-            None if in_rate_hz == TARGET_RATE_HZ
+            None
+            if in_rate_hz == TARGET_RATE_HZ
             else soxr.ResampleStream(in_rate_hz, TARGET_RATE_HZ, 1, dtype="float32", quality="HQ")
         )
 

@@ -58,8 +58,9 @@ class SegmenterConfig:
 
     @classmethod
     def from_settings(cls, s: Settings) -> SegmenterConfig:
-        return cls(s.vad_frame_ms, s.pre_speech_ms, s.min_speech_ms, s.silence_ms,
-                   int(s.max_utterance_s * 1000), s.chunk_ms)
+        return cls(
+            s.vad_frame_ms, s.pre_speech_ms, s.min_speech_ms, s.silence_ms, int(s.max_utterance_s * 1000), s.chunk_ms
+        )
 
 
 class Segmenter:

@@ -64,8 +64,12 @@ class WhisperEngine:
     def from_settings(cls, s: Settings) -> WhisperEngine:
         return cls(
             resolve_whisper_model(s.model_size, s.model_path),
-            device=s.device, compute_type=s.compute_type, cpu_threads=s.cpu_threads,
-            beam_size=s.beam_size, interim_beam_size=s.interim_beam_size, vad_filter=s.vad_filter,
+            device=s.device,
+            compute_type=s.compute_type,
+            cpu_threads=s.cpu_threads,
+            beam_size=s.beam_size,
+            interim_beam_size=s.interim_beam_size,
+            vad_filter=s.vad_filter,
             name=f"faster-whisper:{s.model_path or s.model_size}",
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from babelstream.audio.segmenter import Chunk, End, Segmenter, SegmenterConfig, State
 
 FRAME_MS = 30
@@ -31,7 +33,8 @@ def test_opens_after_min_speech_with_pre_roll_and_closes_after_silence() -> None
     assert [c.seq for c in chunks] == list(range(len(chunks))) and ends[0].seq == len(chunks)
     offsets = [c.offset_ms for c in chunks]
     assert offsets == sorted(offsets) and all(
-        b.offset_ms == a.offset_ms + len(a.pcm) // 32 for a, b in zip(chunks, chunks[1:], strict=False))
+        b.offset_ms == a.offset_ms + len(a.pcm) // 32 for a, b in itertools.pairwise(chunks)
+    )
     assert seg.state is State.INACTIVE
 
 
@@ -53,8 +56,9 @@ def test_state_transitions() -> None:
 
 
 def test_max_length_cut_keeps_every_sample() -> None:
-    cfg = SegmenterConfig(frame_ms=30, pre_speech_ms=90, min_speech_ms=30, silence_ms=300,
-                          max_utterance_ms=600, chunk_ms=90)
+    cfg = SegmenterConfig(
+        frame_ms=30, pre_speech_ms=90, min_speech_ms=30, silence_ms=300, max_utterance_ms=600, chunk_ms=90
+    )
     _, ev = run("S" * 70 + "." * 12, cfg)
     ends = [e for e in ev if isinstance(e, End)]
     assert [e.reason for e in ends][:3] == ["max_length"] * 3 and ends[-1].reason == "silence"
@@ -68,7 +72,7 @@ def test_max_length_cut_keeps_every_sample() -> None:
 def test_flush_closes_open_utterance_and_indices_continue() -> None:
     cfg = SegmenterConfig(frame_ms=30, pre_speech_ms=90, min_speech_ms=30, silence_ms=300, chunk_ms=300)
     seg = Segmenter(cfg, first_utterance_index=7, start_offset_ms=5000)
-    seg, ev = run("SSSS", cfg, seg)
+    seg, _ev = run("SSSS", cfg, seg)
     out = seg.flush("flush")
     assert isinstance(out[-1], End) and out[-1].reason == "flush" and out[-1].utterance_index == 7
     assert isinstance(out[0], Chunk) and out[0].offset_ms == 5000
