@@ -82,10 +82,10 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
 
     @app.page("/healthz")
     async def healthz(web_view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        ok = app.consumer is not None and not app.should_stop
-        return web_view.json(
-            {"status": "ok" if ok else "starting", "role": role, "app": app_id}, status=200 if ok else 503
-        )
+        ready = app.consumer is not None and not app.should_stop and app.rebalancing is False
+        assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.audio.name)
+        body = {"status": "ok" if ready else "starting", "role": role, "app": app_id, "audio_partitions": assigned}
+        return web_view.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")
     async def metrics(web_view: faust.web.View, request: faust.web.Request) -> web.Response:

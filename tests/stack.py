@@ -1,0 +1,144 @@
+"""Run real Babelstream services (gateway, Faust workers) as subprocesses against the test broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.broker import free_port
+
+
+def http_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+    except (OSError, ValueError):
+        return 0, None
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    health_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def health(self) -> tuple[int, Any]:
+        return http_json(self.health_url)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no commit, no leave-group: the hardest failure."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    workdir: Path
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    prefix: str = field(default_factory=lambda: f"e{uuid.uuid4().hex[:10]}")
+    services: list[Service] = field(default_factory=list)
+    gateway_port: int = 0
+    health_port: int = 0
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            TOPIC_PREFIX=self.prefix,
+            STATE_DIR=str(self.workdir / "state"),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env_overrides)
+        env.update(extra)
+        return env
+
+    def _spawn(self, name: str, args: list[str], health_url: str, **env: str) -> Service:
+        log_path = self.workdir / f"{name}-{len(self.services)}.log"
+        with log_path.open("wb") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "babelstream.cli", *args],
+                env=self.env(**env),
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        svc = Service(name, proc, health_url, log_path)
+        self.services.append(svc)
+        return svc
+
+    def start_gateway(self, **env: str) -> Service:
+        self.gateway_port, self.health_port = free_port(), free_port()
+        return self._spawn(
+            "gateway",
+            ["gateway"],
+            f"http://127.0.0.1:{self.health_port}/healthz",
+            GATEWAY_PORT=str(self.gateway_port),
+            HEALTH_PORT=str(self.health_port),
+            **env,
+        )
+
+    def start_worker(self, role: str, **env: str) -> Service:
+        port = free_port()
+        return self._spawn(role, ["worker", role], f"http://127.0.0.1:{port}/healthz", WORKER_WEB_PORT=str(port), **env)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.gateway_port}"
+
+    def wait_healthy(self, services: list[Service] | None = None, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(services or self.services)
+        while pending:
+            for svc in list(pending):
+                if svc.proc.poll() is not None:
+                    raise RuntimeError(f"{svc.name} exited with {svc.proc.returncode}:\n{svc.log()}")
+                if svc.health()[0] == 200:
+                    pending.remove(svc)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not healthy after {timeout_s}s: " + "\n".join(s.log() for s in pending))
+            time.sleep(0.2)
+
+    def wait_assigned(self, workers: list[Service], partitions: int, timeout_s: float = 120.0) -> dict[str, list[int]]:
+        """Poll until the workers' assignments cover every audio partition, each worker holding some."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = {}
+            for w in workers:
+                status, body = w.health()
+                got[w.name + str(id(w))] = body.get("audio_partitions", []) if status == 200 and body else []
+            union = sorted(p for ps in got.values() for p in ps)
+            if union == list(range(partitions)) and all(got.values()):
+                return got
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"assignment never settled: {got}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop()
