@@ -70,6 +70,8 @@ def up(
 
     _logging(loglevel)
     s = load_settings()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background (SIGINT ignored)
+        signal.signal(sig, _interrupt)
     k = None
     env = dict(os.environ)
     if not s.kafka_bootstrap_servers:
@@ -120,6 +122,10 @@ def up(
                 p.kill()
         if k is not None:
             k.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command()

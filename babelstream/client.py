@@ -57,14 +57,13 @@ async def stream_audio(
     then ``stop`` and wait for the finals (and translations) of every utterance."""
     wait_translations = translate if wait_translations is None else wait_translations
     report = StreamReport()
-    start_msg = {
-        "type": "start",
-        "sample_rate": sample_rate,
-        "encoding": "pcm_s16le",
-        "source_lang": source_lang,
-        "target_lang": target_lang,
-        "translate": translate,
-    }
+    # fields left out are inherited from the stored session when resuming (see the protocol)
+    start_msg: dict[str, Any] = {"type": "start", "sample_rate": sample_rate, "encoding": "pcm_s16le"}
+    for key, value in (("source_lang", source_lang), ("target_lang", target_lang)):
+        if value is not None:
+            start_msg[key] = value
+    if translate:
+        start_msg["translate"] = True
     if session_id:
         start_msg["session_id"] = session_id
     async with asyncio.timeout(timeout_s), connect(url, max_size=2**22) as ws:

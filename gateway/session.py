@@ -78,6 +78,15 @@ class ClientSession:
         if msg.translate and not msg.target_lang:
             raise ProtocolError("invalid_message", "translate=true needs a target_lang")
         resumed = prior is not None
+        if prior is not None:  # fields the client does not repeat carry over from the stored session
+            given = msg.model_fields_set
+            msg = msg.model_copy(
+                update={
+                    f: getattr(prior, f)
+                    for f in ("source_lang", "target_lang", "translate")
+                    if f not in given and getattr(prior, f) is not None
+                }
+            )
         self.session_id = msg.session_id or uuid.uuid4().hex
         first_index = prior.next_utterance_index if prior else 0
         start_ms = prior.audio_ms_total if prior else 0

@@ -59,9 +59,15 @@ class SessionStore:
     async def get(self, session_id: str, timeout_s: float = 10.0) -> SessionState | None:
         ends = await self._consumer.end_offsets(self._tps)
         async with asyncio.timeout(timeout_s):
-            while any(await self._consumer.position(tp) < end for tp, end in ends.items()):
+            while not await self._caught_up(ends):
                 await asyncio.sleep(0.02)
         return self.states.get(session_id)
+
+    async def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
+        for tp, end in ends.items():
+            if await self._consumer.position(tp) < end:
+                return False
+        return True
 
     async def stop(self) -> None:
         if self._task:

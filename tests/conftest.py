@@ -14,6 +14,7 @@ import pytest
 from babelstream.settings import Settings, load_settings
 from streams.broker import LocalKafka
 from streams.topics import ensure_topics, topic_specs
+from tests.stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,3 +64,22 @@ def need_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is required by the test suite; bin/test installs it")
     return path
+
+
+@pytest.fixture(scope="session")
+def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Gateway + one STT worker (packaged multilingual Whisper base) + one translation worker."""
+    st = Stack(
+        kafka_bootstrap,
+        Path(tmp_path_factory.mktemp("stack")),
+        {"AUDIO_PARTITIONS": "4", "RESULTS_PARTITIONS": "2", "MODEL_SIZE": "base"},
+    )
+    try:
+        gw = st.start_gateway()
+        stt = st.start_worker("stt")
+        tr = st.start_worker("translate")
+        st.wait_healthy([gw, stt, tr], timeout_s=180)
+        st.wait_assigned([stt], partitions=4, timeout_s=120)
+        yield st
+    finally:
+        st.stop()

@@ -34,6 +34,15 @@ class Service:
     proc: subprocess.Popen[bytes]
     health_url: str
     log_path: Path
+    ws_port: int = 0
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.health_url.rsplit("/", 1)[0]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
@@ -93,15 +102,19 @@ class Stack:
         return svc
 
     def start_gateway(self, **env: str) -> Service:
-        self.gateway_port, self.health_port = free_port(), free_port()
-        return self._spawn(
+        ws_port, health_port = free_port(), free_port()
+        svc = self._spawn(
             "gateway",
             ["gateway"],
-            f"http://127.0.0.1:{self.health_port}/healthz",
-            GATEWAY_PORT=str(self.gateway_port),
-            HEALTH_PORT=str(self.health_port),
+            f"http://127.0.0.1:{health_port}/healthz",
+            GATEWAY_PORT=str(ws_port),
+            HEALTH_PORT=str(health_port),
             **env,
         )
+        svc.ws_port = ws_port
+        if not self.gateway_port:
+            self.gateway_port, self.health_port = ws_port, health_port
+        return svc
 
     def start_worker(self, role: str, **env: str) -> Service:
         port = free_port()

@@ -15,8 +15,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 async def test_librivox_realtime_with_translation(stack: Stack) -> None:
     pcm, rate, ref = librivox("sense_and_sensibility_01_austen_64kb-0870")
-    report = await stream_audio(stack.ws_url, pcm, sample_rate=rate, target_lang="pt", translate=True,
-                                pace=1.0, timeout_s=120)
+    report = await stream_audio(
+        stack.ws_url, pcm, sample_rate=rate, target_lang="pt", translate=True, pace=1.0, timeout_s=120
+    )
     assert report.finals, report.messages
     assert wer(ref, report.text) < 0.15, report.text
     assert {f["language"] for f in report.finals} == {"en"}
@@ -33,8 +34,9 @@ async def test_librivox_realtime_with_translation(stack: Stack) -> None:
 
 async def test_spanish_8khz_clip_detects_language_and_reports_unsupported_pair(stack: Stack) -> None:
     pcm, rate, ref = asterisk_es("vm-intro")
-    report = await stream_audio(stack.ws_url, pcm, sample_rate=rate, target_lang="de", translate=True,
-                                pace=1.0, timeout_s=120)
+    report = await stream_audio(
+        stack.ws_url, pcm, sample_rate=rate, target_lang="de", translate=True, pace=1.0, timeout_s=120
+    )
     assert wer(ref, report.text) < 0.35, report.text
     assert all(f["language"] == "es" for f in report.finals)
     errors = [e for e in report.of_type("error") if e["code"] == "unsupported_pair"]

@@ -1,0 +1,144 @@
+"""The gateway against bad input, session resume across gateway instances, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from babelstream.client import stream_audio
+from tests.audio import librivox, wer
+from tests.stack import Stack, http_json
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+START = {"type": "start", "sample_rate": 16000}
+
+
+async def recv_json(ws, timeout_s: float = 10.0) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+
+
+async def recv_type(ws, kind: str, timeout_s: float = 10.0) -> dict:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == kind:
+                return msg
+
+
+BAD_TEXT = [
+    ("{not json", "invalid_json"),
+    ("[1, 2, 3]", "invalid_message"),
+    ('{"type": "dance"}', "unknown_type"),
+    ('{"type": "start", "sample_rate": 10000000}', "bad_sample_rate"),
+    ('{"type": "start", "sample_rate": -5}', "bad_sample_rate"),
+    ('{"type": "start", "source_lang": "klingon"}', "unsupported_language"),
+    ('{"type": "start", "target_lang": "xx", "translate": true}', "unsupported_language"),
+    ('{"type": "start", "encoding": "mp3"}', "invalid_message"),
+    ('{"type": "start", "channels": 64}', "bad_channels"),
+    ('{"type": "start", "session_id": "../../etc"}', "invalid_message"),
+    ('{"type": "start", "translate": true}', "invalid_message"),
+    ('{"type": "start", "bogus": 1}', "invalid_message"),
+    ('{"type": "flush"}', "not_started"),
+    ('{"type": "set_langs", "source_lang": "en"}', "not_started"),
+    ("[" * 100000 + "]" * 100000, "invalid_json"),
+]
+
+
+@pytest.mark.parametrize(("text", "code"), BAD_TEXT, ids=[c for _, c in BAD_TEXT])
+async def test_bad_control_messages_get_clear_errors_and_the_connection_survives(
+    stack: Stack, text: str, code: str
+) -> None:
+    async with connect(stack.ws_url) as ws:
+        await ws.send(text)
+        err = await recv_json(ws)
+        assert err["type"] == "error" and err["code"] == code and err["message"] and err["fatal"] is False
+        await ws.send(json.dumps(START))  # the same connection still works
+        assert (await recv_json(ws))["type"] == "ready"
+
+
+async def test_bad_audio_frames(stack: Stack) -> None:
+    async with connect(stack.ws_url, max_size=None) as ws:
+        await ws.send(b"\x00" * 640)
+        assert (await recv_json(ws))["code"] == "not_started"
+        await ws.send(json.dumps({**START, "encoding": "pcm_f32le"}))
+        assert (await recv_json(ws))["type"] == "ready"
+        await ws.send(np.full(256, np.nan, "<f4").tobytes())
+        err = await recv_json(ws)
+        assert err["code"] == "bad_audio" and "NaN" in err["message"]
+        await ws.send(b"\x01" * (256 * 1024 + 1))  # over MAX_FRAME_BYTES
+        err = await recv_json(ws)
+        assert err["code"] == "frame_too_large" and "MAX_FRAME_BYTES" in err["message"]
+        await ws.send(json.dumps(START))
+        assert (await recv_json(ws))["code"] == "already_started"
+        await ws.send(np.random.default_rng(0).bytes(12345))  # odd-sized garbage is carried, not fatal
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await recv_type(ws, "pong"))["type"] == "pong"
+
+
+async def test_bad_client_does_not_disturb_a_good_one(stack: Stack) -> None:
+    pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
+
+    async def vandal() -> int:
+        errors = 0
+        async with connect(stack.ws_url, max_size=None) as ws:
+            for i in range(200):
+                await ws.send(BAD_TEXT[i % len(BAD_TEXT)][0] if i % 2 else b"\xff" * (300 * 1024))
+            async with asyncio.timeout(30):
+                while errors < 200:
+                    errors += json.loads(await ws.recv())["type"] == "error"
+        return errors
+
+    good, errors = await asyncio.gather(stream_audio(stack.ws_url, pcm, pace=1.0, timeout_s=120), vandal())
+    assert errors == 200
+    assert wer(ref, good.text) < 0.2
+    assert http_json(stack.services[0].health_url)[0] == 200
+
+
+async def test_session_resumes_on_another_gateway_instance(stack: Stack) -> None:
+    gw2 = stack.start_gateway()
+    stack.wait_healthy([gw2])
+    sid = f"resume-{uuid.uuid4().hex[:8]}"
+    pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0930")
+    first = await stream_audio(
+        stack.ws_url, pcm, session_id=sid, source_lang="en", target_lang="pt", translate=True, timeout_s=120, pace=0
+    )
+    assert first.session_id == sid and [f["segment_id"] for f in first.finals] == [0]
+    # reconnect to the second gateway, repeating nothing but the session id
+    async with connect(gw2.ws_url) as ws:
+        await ws.send(json.dumps({"type": "start", "session_id": sid, "sample_rate": 16000}))
+        ready = await recv_json(ws)
+    assert ready["resumed"] is True and ready["next_utterance_index"] == 1
+    assert (ready["source_lang"], ready["target_lang"], ready["translate"]) == ("en", "pt", True)
+    second = await stream_audio(gw2.ws_url, pcm, session_id=sid, timeout_s=120, pace=0, wait_translations=True)
+    assert [f["segment_id"] for f in second.finals] == [1]
+    assert [t["segment_id"] for t in second.translations] == [1]
+    assert wer(ref, second.text) < 0.2
+    assert second.finals[0]["audio_start_ms"] > first.finals[0]["audio_end_ms"]  # session audio clock continues
+    gw2.stop()
+
+
+async def test_health_and_metrics_on_every_service(stack: Stack) -> None:
+    pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    await stream_audio(stack.ws_url, pcm, pace=0, timeout_s=120)
+    for svc in stack.services:
+        if svc.proc.poll() is not None:
+            continue
+        status, body = http_json(svc.health_url)
+        assert status == 200 and body["status"] == "ok", (svc.name, body)
+        metrics = urllib.request.urlopen(svc.base_url + "/metrics", timeout=5).read().decode()
+        expected = {
+            "gateway": "babelstream_gateway_chunks_total",
+            "stt": "babelstream_stt_utterances_total",
+            "translate": "babelstream_translations_total",
+        }[svc.name]
+        assert expected in metrics
+    gw_metrics = urllib.request.urlopen(stack.services[0].base_url + "/metrics", timeout=5).read().decode()
+    chunks = [ln for ln in gw_metrics.splitlines() if ln.startswith("babelstream_gateway_chunks_total ")]
+    assert float(chunks[0].split()[1]) > 0
