@@ -28,6 +28,11 @@ def http_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
         return 0, None
 
 
+def http_text(url: str, timeout_s: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout_s) as r:
+        return r.read().decode()
+
+
 @dataclass
 class Service:
     name: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 import uuid
 
 import numpy as np
@@ -13,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from babelstream.client import stream_audio
 from tests.audio import librivox, wer
-from tests.stack import Stack, http_json
+from tests.stack import Stack, http_json, http_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -132,13 +131,13 @@ async def test_health_and_metrics_on_every_service(stack: Stack) -> None:
             continue
         status, body = http_json(svc.health_url)
         assert status == 200 and body["status"] == "ok", (svc.name, body)
-        metrics = urllib.request.urlopen(svc.base_url + "/metrics", timeout=5).read().decode()
+        metrics = await asyncio.to_thread(http_text, svc.base_url + "/metrics")
         expected = {
             "gateway": "babelstream_gateway_chunks_total",
             "stt": "babelstream_stt_utterances_total",
             "translate": "babelstream_translations_total",
         }[svc.name]
         assert expected in metrics
-    gw_metrics = urllib.request.urlopen(stack.services[0].base_url + "/metrics", timeout=5).read().decode()
+    gw_metrics = await asyncio.to_thread(http_text, stack.services[0].base_url + "/metrics")
     chunks = [ln for ln in gw_metrics.splitlines() if ln.startswith("babelstream_gateway_chunks_total ")]
     assert float(chunks[0].split()[1]) > 0
