@@ -3,8 +3,8 @@
 Decode -> assemble (``babelstream.utterances``) -> transcribe in a thread -> send. Events are acked only
 once the FINAL of their utterance is stored, so the committed offset of a partition never passes an
 unfinished utterance: when a worker dies, the partition's new owner re-reads the whole utterance and
-finishes it. A Faust table (changelog-backed) remembers each session's last finalised utterance, so a new
-owner skips utterances that were already finished.
+finishes it. Delivery is at-least-once: an utterance finished just before a failover may get a second
+FINAL with the same ``utterance_id`` (the idempotency key); the gateway forwards only the first.
 """
 
 from __future__ import annotations
@@ -37,29 +37,12 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     assembler = UtteranceAssembler(
         s.interim_interval_ms, s.interim_max_lag_ms, abandon_after_ms=int(s.max_utterance_s * 1000) * 4
     )
-    changelog = app.topic(
-        f"{app.conf.id}-stt-finalized-changelog",
-        key_type=str,
-        value_type=int,
-        key_serializer="json",
-        value_serializer="json",
-        partitions=s.audio_partitions,
-        compacting=True,
-        deleting=False,
-        internal=True,
-    )
-    finalized = app.Table(
-        "stt-finalized",
-        default=lambda: -1,
-        partitions=s.audio_partitions,
-        key_type=str,
-        value_type=int,
-        changelog_topic=changelog,
-    )
 
     async def send(result: Result) -> None:
         fut = await sa.results_out_topic.send(key=session_key(result.session_id), value=codecs.result.encode(result))
-        await fut  # delivered (acks=all) before the source events are acked
+        await fut
+
+    # delivered (acks=all) before the source events are acked
 
     def base(u: Utterance, kind: ResultKind) -> dict[str, Any]:
         return dict(
@@ -91,7 +74,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
             )
         )
 
-    async def finalize(u: Utterance, update_table: bool) -> None:
+    async def finalize(u: Utterance) -> None:
         try:
             t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang, final=True)
         except Exception as e:
@@ -113,8 +96,6 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                     segments=segments,
                 )
             )
-        if update_table:
-            finalized[u.session_id] = u.utterance_index
         for event in u.tags:
             event.ack()
 
@@ -128,16 +109,13 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                 ERRORS.labels("bad_event").inc()
                 event.ack()
                 continue
-            if ev.utterance_index <= finalized[ev.session_id]:
-                event.ack()  # finished before a failover; its events are being re-read
-                continue
             action = assembler.add(ev, now_ms(), partition=event.message.partition, tag=event)
             for stale in assembler.abandoned(ev.created_at_ms):
-                await finalize(stale.utterance, update_table=False)
+                await finalize(stale.utterance)
             if isinstance(action, Interim):
                 await interim(action)
             elif isinstance(action, Final):
-                await finalize(action.utterance, update_table=True)
+                await finalize(action.utterance)
             OPEN.set(len(assembler.open))
 
     @app.on_partitions_revoked.connect

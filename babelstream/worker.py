@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
+import signal
 
 import faust
 
@@ -38,10 +40,30 @@ def build_worker_app(settings: Settings, role: str, results_version: str = "live
     return sa.app
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: log every asyncio task's await chain (diagnosing a stuck worker in production)."""
+    lines = []
+    for task in asyncio.all_tasks():
+        lines.append(f"task {task.get_name()}:")
+        coro: object = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    log.warning("asyncio tasks:\n%s", "\n".join(lines))
+
+
 def run_worker(settings: Settings, role: str, loglevel: str = "info") -> None:
     specs = topic_specs(settings).all()
     asyncio.run(ensure_topics(settings.bootstrap, specs))
     app = build_worker_app(settings, role)
+
+    @app.task
+    async def _install_diagnostics() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
+
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

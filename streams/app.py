@@ -83,7 +83,8 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
     @app.page("/healthz")
     async def healthz(web_view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         ready = app.consumer is not None and not app.should_stop and app.rebalancing is False
-        assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.audio.name)
+        assignment = app.consumer.assignment() if app.consumer is not None else set()
+        assigned = sorted(tp.partition for tp in assignment if tp.topic == topics.audio.name)
         body = {"status": "ok" if ready else "starting", "role": role, "app": app_id, "audio_partitions": assigned}
         return web_view.json(body, status=200 if ready else 503)
 

@@ -1,0 +1,120 @@
+"""Two STT workers share the audio partitions; one is SIGKILLed mid-utterance and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
+
+from babelstream.settings import load_settings
+from streams.producer import EventProducer
+from streams.records import AudioEvent, AudioEventKind, ResultKind
+from streams.topics import Codecs, ensure_topics, topic_specs
+from tests.audio import librivox, wer
+from tests.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+PARTITIONS = 4
+
+
+def sessions_covering(partitions: int, per_partition: int = 2) -> dict[str, int]:
+    out: dict[str, int] = {}
+    counts = dict.fromkeys(range(partitions), 0)
+    while min(counts.values()) < per_partition:
+        sid = f"fo-{uuid.uuid4().hex[:8]}"
+        p = DefaultPartitioner()(sid.encode(), list(range(partitions)), list(range(partitions)))
+        if counts[p] < per_partition:
+            counts[p] += 1
+            out[sid] = p
+    return out
+
+
+async def test_worker_killed_mid_utterance_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    st = Stack(
+        kafka_bootstrap,
+        tmp_path,
+        {
+            "AUDIO_PARTITIONS": str(PARTITIONS),
+            "RESULTS_PARTITIONS": "2",
+            "MODEL_SIZE": "tiny.en",
+            "INTERIM_INTERVAL_MS": "2000",
+            "INTERIM_MAX_LAG_MS": "600000",
+        },
+    )
+    settings = load_settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=st.prefix,
+        audio_partitions=PARTITIONS,
+        results_partitions=2,
+    )
+    topics = topic_specs(settings)
+    codecs = Codecs.create(settings, topics)
+    await ensure_topics(kafka_bootstrap, topics.all())
+    consumer = AIOKafkaConsumer(
+        topics.results.name, bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    results: list = []
+
+    async def collect() -> None:
+        while True:
+            for recs in (await consumer.getmany(timeout_ms=200)).values():
+                results.extend(codecs.result.decode(r.value) for r in recs)
+
+    collector = asyncio.create_task(collect())
+    try:
+        a = st.start_worker("stt")
+        b = st.start_worker("stt")
+        st.wait_healthy([a, b], timeout_s=180)
+        assignment = await asyncio.to_thread(st.wait_assigned, [a, b], PARTITIONS)
+        assert all(assignment.values()), "both workers must own partitions"
+        a_parts = set((await asyncio.to_thread(a.health))[1]["audio_partitions"])
+
+        sessions = sessions_covering(PARTITIONS)
+        pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0870")
+        chunk = 16000 * 2 // 2  # 500 ms
+        async with EventProducer(kafka_bootstrap, topics, codecs) as producer:
+            futs = []
+            for sid in sessions:
+                for seq, off in enumerate(range(0, len(pcm), chunk)):
+                    ev = AudioEvent(sid, 0, seq, AudioEventKind.CHUNK, pcm[off : off + chunk], off // 32)
+                    futs.append(await producer.send_audio(ev))
+            await asyncio.gather(*futs)
+
+            # both workers are mid-utterance: each session has had an interim, none has ended
+            deadline = time.monotonic() + 120
+            while {r.session_id for r in results if r.kind is ResultKind.REALTIME} != set(sessions):
+                assert time.monotonic() < deadline, "interims never arrived for every session"
+                await asyncio.sleep(0.2)
+            assert not [r for r in results if r.kind is ResultKind.FINAL]
+
+            a.kill()  # SIGKILL: no commit, no leave-group
+            n_chunks = -(-len(pcm) // chunk)
+            futs = [
+                await producer.send_audio(
+                    AudioEvent(sid, 0, n_chunks, AudioEventKind.END, b"", len(pcm) // 32, end_reason="silence")
+                )
+                for sid in sessions
+            ]
+            await asyncio.gather(*futs)
+
+        deadline = time.monotonic() + 150
+        while {r.session_id for r in results if r.kind is ResultKind.FINAL} != set(sessions):
+            assert time.monotonic() < deadline, f"finals missing; worker b log:\n{b.log()}"
+            await asyncio.sleep(0.2)
+        finals = {r.session_id: r for r in results if r.kind is ResultKind.FINAL}
+        for sid, part in sessions.items():
+            # the whole utterance, including the audio the dead worker had read, is transcribed
+            assert wer(ref, finals[sid].text) < 0.25, (sid, part in a_parts, finals[sid].text)
+            assert finals[sid].audio_end_ms - finals[sid].audio_start_ms >= len(pcm) // 32 - 10
+        assert set((await asyncio.to_thread(b.health))[1]["audio_partitions"]) == set(range(PARTITIONS))
+    finally:
+        collector.cancel()
+        await consumer.stop()
+        st.stop()
