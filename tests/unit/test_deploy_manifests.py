@@ -1,0 +1,67 @@
+"""compose.yaml, the GPU override and the Dockerfiles parse and agree with the code they run.
+(No Docker engine runs here, so the images themselves are not built in CI.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from babelstream.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
+
+
+def compose(name: str = "compose.yaml") -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def dockerfile_targets(path: Path) -> set[str]:
+    return set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", path.read_text(), re.MULTILINE | re.IGNORECASE))
+
+
+def test_compose_services_and_build_targets() -> None:
+    c = compose()
+    assert {"kafka", "gateway", "stt", "translate"} <= set(c["services"])
+    for name in ("gateway", "stt", "translate"):
+        svc = c["services"][name]
+        build = svc["build"]
+        assert (REPO / build["dockerfile"]).is_file()
+        assert build["target"] in dockerfile_targets(REPO / build["dockerfile"])
+        assert svc["depends_on"]["kafka"]["condition"] == "service_healthy"
+        assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        unknown = set(svc["environment"]) - SETTINGS_ENV
+        assert not unknown, f"{name}: environment variables no setting reads: {unknown}"
+    # workers publish no fixed host ports, so `--scale stt=N` works
+    assert "ports" not in c["services"]["stt"] and "ports" not in c["services"]["translate"]
+    assert c["services"]["gateway"]["ports"] == ["5026:5026", "8080:8080"]
+    kafka = c["services"]["kafka"]["environment"]
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+
+
+def test_gpu_override() -> None:
+    stt = compose("compose.gpu.yaml")["services"]["stt"]
+    assert stt["environment"]["DEVICE"] == "cuda"
+    assert stt["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert (REPO / stt["build"]["dockerfile"]).is_file()
+
+
+def test_dockerfiles_copy_what_exists_and_run_real_commands() -> None:
+    for path in (REPO / "docker").glob("*Dockerfile"):
+        text = path.read_text()
+        for src in re.findall(r"^COPY\s+(?!--)(.+)\s+\S+$", text, re.MULTILINE):
+            for item in src.split():
+                assert (REPO / item).exists(), f"{path.name}: COPY {item} does not exist"
+        for cmd in re.findall(r'^CMD \["babelstream", "([a-z]+)"', text, re.MULTILINE):
+            assert cmd in {"gateway", "worker"}
+        for env in re.findall(r"\b([A-Z_]+)=", " ".join(re.findall(r"^ENV (.+(?:\\\n.+)*)", text, re.MULTILINE))):
+            assert env in SETTINGS_ENV | {
+                "PYTHONDONTWRITEBYTECODE",
+                "PYTHONUNBUFFERED",
+                "PIP_NO_CACHE_DIR",
+                "XDG_CACHE_HOME",
+                "DEBIAN_FRONTEND",
+                "PATH",
+            }, f"{path.name}: {env}"

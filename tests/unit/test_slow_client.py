@@ -1,0 +1,35 @@
+"""A client that stops reading is closed once its bounded queue is full; nobody else waits on it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from babelstream.settings import load_settings
+from gateway.server import Connection
+from gateway.session import ClientSession
+
+
+class StuckSocket:
+    """A WebSocket whose peer never reads: send() never completes."""
+
+    def __init__(self) -> None:
+        self.closed_with: tuple[int, str] | None = None
+
+    async def send(self, _: str) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
+async def test_slow_client_is_closed_when_its_queue_is_full() -> None:
+    s = load_settings(client_queue_max=4)
+    ws = StuckSocket()
+    conn = Connection(ws, ClientSession(s, "gw", lambda: None), s.client_queue_max)  # type: ignore[arg-type]
+    writer = asyncio.create_task(conn.writer())
+    for i in range(10):  # never blocks the caller, whatever the client does
+        conn.enqueue({"type": "pong", "i": i})
+    await asyncio.sleep(0)
+    assert conn.slow and conn.queue.qsize() <= 4
+    assert ws.closed_with is not None and ws.closed_with[0] == 1008 and "slow_consumer" in ws.closed_with[1]
+    writer.cancel()
