@@ -41,7 +41,7 @@ def broker(data_dir: Path = typer.Option(None, help="default: $STATE_DIR/kafka")
 
 
 @app.command()
-def worker(role: str = typer.Argument(..., help="stt or translate"), loglevel: str = "info") -> None:
+def worker(role: str = typer.Argument(..., help="stt, translate, stats or archive"), loglevel: str = "info") -> None:
     """Run a Faust worker (scale by starting more; partitions bound parallelism)."""
     from babelstream.worker import run_worker
 
@@ -167,6 +167,98 @@ def stream(
             timeout_s=3600,
         )
     )
+
+
+def _parse_time_ms(value: str | None) -> int | None:
+    """Epoch milliseconds, or an ISO 8601 date/time (UTC if no zone)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    from datetime import UTC, datetime
+
+    dt = datetime.fromisoformat(value)
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+@app.command()
+def replay(
+    tag: str = typer.Option(..., help="version tag: results go to <prefix>.results.<tag>.v1"),
+    session: str = typer.Option(None, help="only this session"),
+    since: str = typer.Option(None, help="start time (ISO 8601 or epoch ms)"),
+    until: str = typer.Option(None, help="end time (ISO 8601 or epoch ms)"),
+    from_offset: int = typer.Option(None, help="start offset in each partition"),
+    model_size: str = typer.Option(None, help="override MODEL_SIZE"),
+    beam_size: int = typer.Option(None, help="override BEAM_SIZE (1 = greedy, reproducible)"),
+) -> None:
+    """Re-transcribe stored audio from the audio topic with another model or settings."""
+    from rich.progress import Progress
+
+    from babelstream.engines.stt import make_stt_engine
+    from babelstream.replay import replay as run_replay
+
+    overrides: dict[str, object] = {}
+    if model_size:
+        overrides["model_size"] = model_size
+    if beam_size:
+        overrides["beam_size"] = beam_size
+    s = load_settings(**overrides)
+    engine = make_stt_engine(s)
+    with Progress(console=console) as bar:
+        task = bar.add_task(f"replaying into {tag}", total=None)
+        stats = asyncio.run(
+            run_replay(
+                s,
+                engine,
+                tag,
+                session_id=session,
+                since_ms=_parse_time_ms(since),
+                until_ms=_parse_time_ms(until),
+                from_offset=from_offset,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        )
+    console.print(
+        f"{stats.utterances} utterances ({stats.audio_s:.1f} s of audio, {stats.records} events)"
+        f" transcribed into {stats.topic}"
+    )
+
+
+@app.command()
+def export(
+    session: str = typer.Argument(..., help="session id"),
+    fmt: str = typer.Option("srt", "--format", help="srt, vtt or jsonl"),
+    translated: bool = typer.Option(False, help="subtitles of the translations instead of the transcript"),
+    version: str = typer.Option("live", help="results version (a replay tag)"),
+) -> None:
+    """Print a session's transcript as SRT, WebVTT or JSON Lines."""
+    from babelstream.analytics import subtitles
+    from babelstream.analytics.reader import read_session_results
+
+    results = asyncio.run(read_session_results(load_settings(), session, version))
+    if fmt == "srt":
+        out = subtitles.to_srt(results, translated)
+    elif fmt == "vtt":
+        out = subtitles.to_vtt(results, translated)
+    elif fmt == "jsonl":
+        out = subtitles.to_jsonl(results)
+    else:
+        raise typer.BadParameter("format must be srt, vtt or jsonl")
+    sys.stdout.write(out)
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help="SQL over the view `results`")) -> None:
+    """Query the Parquet archive written by the archive worker (ARCHIVE_DIR) with DuckDB."""
+    from rich.table import Table
+
+    from babelstream.analytics.archive import query_archive
+
+    rows = query_archive(load_settings().archive_dir, sql)
+    table = Table(show_header=False)
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    Console().print(table)
 
 
 def main() -> None:

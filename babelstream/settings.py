@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     )
     easynmt_model: str = "opus-mt"
 
+    # --- Analytics -----------------------------------------------------------------------------------
+    stats_window_s: int = Field(default=60, ge=1)
+    stats_keep_windows: int = Field(default=60, ge=1)
+    archive_dir: Path = Field(default=Path(".babelstream/archive"), description="Parquet files of results")
+
     # --- Workers -----------------------------------------------------------------------------------
     worker_web_port: int = 6066
     worker_web_host: str = "127.0.0.1"

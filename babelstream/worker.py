@@ -15,7 +15,7 @@ from streams.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
-ROLES = ("stt", "translate")
+ROLES = ("stt", "translate", "stats", "archive")
 
 
 def build_worker_app(settings: Settings, role: str, results_version: str = "live") -> faust.App:
@@ -32,11 +32,20 @@ def build_worker_app(settings: Settings, role: str, results_version: str = "live
         from babelstream.engines.stt import make_stt_engine
 
         register_stt_agent(sa, make_stt_engine(settings))
-    else:
+    elif role == "translate":
         from agents.translate import register_translate_agent
         from babelstream.engines.translate import TranslationRouter
 
         register_translate_agent(sa, TranslationRouter.from_settings(settings))
+    elif role == "stats":
+        from agents.analytics import register_stats_agent
+
+        register_stats_agent(sa, settings.stats_window_s, settings.stats_keep_windows)
+    else:
+        from agents.analytics import register_archive_agent
+        from babelstream.analytics.archive import Archive
+
+        register_archive_agent(sa, Archive(settings.archive_dir))
     return sa.app
 
 

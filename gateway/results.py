@@ -34,7 +34,7 @@ class ResultRouter:
         await self._consumer.start()
         async with asyncio.timeout(timeout_s):
             while not (parts := self._consumer.partitions_for_topic(self.topic)):
-                await self._consumer._client.force_metadata_update()  # topic just created
+                await self._consumer._client.force_metadata_update()  # the topic may be new
                 await asyncio.sleep(0.1)
         tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)

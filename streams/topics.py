@@ -132,3 +132,16 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_ms: int 
                 log.info("grew partitions: %s", {k: v.total_count for k, v in grow.items()})
     finally:
         await admin.close()
+
+
+async def partition_ids(bootstrap: str, topic: str, timeout_ms: int = 30000) -> list[int]:
+    """The partitions of ``topic`` (empty if it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        p["partition"] for d in described if d["topic"] == topic and not d["error_code"] for p in d["partitions"]
+    )

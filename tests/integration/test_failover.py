@@ -16,7 +16,7 @@ from streams.producer import EventProducer
 from streams.records import AudioEvent, AudioEventKind, ResultKind
 from streams.topics import Codecs, ensure_topics, topic_specs
 from tests.audio import librivox, wer
-from tests.stack import Stack
+from tests.stack import Stack, http_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -93,6 +93,10 @@ async def test_worker_killed_mid_utterance_loses_nothing(kafka_bootstrap: str, t
                 assert time.monotonic() < deadline, "interims never arrived for every session"
                 await asyncio.sleep(0.2)
             assert not [r for r in results if r.kind is ResultKind.FINAL]
+            for w in (a, b):  # both workers did real work
+                metrics = await asyncio.to_thread(http_text, w.base_url + "/metrics")
+                [interims] = [ln for ln in metrics.splitlines() if ln.startswith("babelstream_stt_interims_total ")]
+                assert float(interims.split()[1]) >= 1
 
             a.kill()  # SIGKILL: no commit, no leave-group
             n_chunks = -(-len(pcm) // chunk)
