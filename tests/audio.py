@@ -78,7 +78,10 @@ def normalize(text: str) -> str:
     text = "".join(c for c in text if not unicodedata.combining(c))
     text = text.lower().replace("-", " ")
     text = re.sub(r"[^\w\s']", " ", text)
-    return " ".join(text.split())
+    return " ".join(_SPOKEN.get(w, w) for w in text.split())
+
+
+_SPOKEN = {"mr": "mister", "mrs": "missus", "dr": "doctor"}  # references spell out what is spoken
 
 
 def wer(reference: str, hypothesis: str) -> float:

@@ -1,0 +1,139 @@
+// Babelstream web client: microphone -> AudioWorklet -> PCM16 over WebSocket; live captions back.
+// Query parameters: ?source=en&target=pt&autostart=1 (used by the end-to-end test).
+const LANGS = {
+  ar: "Arabic", bg: "Bulgarian", ca: "Catalan", cs: "Czech", da: "Danish", de: "German", el: "Greek",
+  en: "English", es: "Spanish", fi: "Finnish", fr: "French", he: "Hebrew", hi: "Hindi", hu: "Hungarian",
+  id: "Indonesian", it: "Italian", ja: "Japanese", ko: "Korean", nl: "Dutch", no: "Norwegian", pl: "Polish",
+  pt: "Portuguese", ro: "Romanian", ru: "Russian", sv: "Swedish", th: "Thai", tr: "Turkish",
+  uk: "Ukrainian", vi: "Vietnamese", zh: "Chinese",
+};
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const state = { ws: null, sessionId: null, audio: null, stopping: false, retries: 0, queue: [] };
+
+for (const [code, name] of Object.entries(LANGS)) {
+  $("source").add(new Option(name, code));
+  $("target").add(new Option(name, code));
+}
+$("source").value = params.get("source") || "";
+$("target").value = params.get("target") || "";
+
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+function segment(id) {
+  let el = document.querySelector(`.segment[data-id="${id}"]`);
+  if (!el) {
+    el = document.createElement("div");
+    el.className = "segment interim";
+    el.dataset.id = id;
+    el.innerHTML = '<div class="text"></div><div class="translation"></div><div class="meta"></div>';
+    const later = [...$("captions").children].find((s) => Number(s.dataset.id) > id);
+    $("captions").insertBefore(el, later || null);
+  }
+  return el;
+}
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case "ready":
+      state.sessionId = msg.session_id;
+      state.retries = 0;
+      status(`${msg.resumed ? "resumed" : "connected"}: session ${msg.session_id}`);
+      for (const chunk of state.queue.splice(0)) state.ws.send(chunk);
+      break;
+    case "realtime": {
+      const el = segment(msg.segment_id);
+      if (el.classList.contains("interim")) el.querySelector(".text").textContent = msg.text;
+      break;
+    }
+    case "final": {
+      const el = segment(msg.segment_id);
+      el.classList.remove("interim");
+      el.classList.add("final");
+      el.querySelector(".text").textContent = msg.text;
+      el.querySelector(".meta").textContent = `${msg.language || ""} · ${msg.processing_ms} ms`;
+      break;
+    }
+    case "translation":
+      segment(msg.segment_id).querySelector(".translation").textContent = msg.text;
+      break;
+    case "error":
+      status(`${msg.code}: ${msg.message}`, true);
+      break;
+  }
+}
+
+async function connect() {
+  const config = await (await fetch("/config.json")).json();
+  const ws = new WebSocket(`ws://${location.hostname}:${config.ws_port}`);
+  ws.binaryType = "arraybuffer";
+  state.ws = ws;
+  ws.onopen = () => {
+    const start = { type: "start", sample_rate: state.audio.context.sampleRate, encoding: "pcm_s16le" };
+    if (state.sessionId) start.session_id = state.sessionId;  // resume after a disconnect
+    if ($("source").value) start.source_lang = $("source").value;
+    if ($("target").value) { start.target_lang = $("target").value; start.translate = true; }
+    ws.send(JSON.stringify(start));
+  };
+  ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+  ws.onclose = () => {
+    if (state.stopping) return status("stopped");
+    const delay = Math.min(10000, 500 * 2 ** state.retries++);
+    status(`connection lost; reconnecting in ${delay} ms`, true);
+    setTimeout(connect, delay);
+  };
+}
+
+function toPcm16(samples) {
+  const out = new Int16Array(samples.length);
+  for (let i = 0; i < samples.length; i++) out[i] = Math.max(-1, Math.min(1, samples[i])) * 32767;
+  return out.buffer;
+}
+
+async function start() {
+  state.stopping = false;
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+  });
+  const context = new AudioContext();
+  await context.audioWorklet.addModule("/static/worklet.js");
+  const node = new AudioWorkletNode(context, "babelstream-capture");
+  context.createMediaStreamSource(stream).connect(node);
+  state.audio = { stream, context, node };
+  node.port.onmessage = (e) => {
+    const pcm = toPcm16(e.data);
+    if (state.ws && state.ws.readyState === WebSocket.OPEN && state.sessionId) state.ws.send(pcm);
+    else if (state.queue.length < 100) state.queue.push(pcm);  // bounded while (re)connecting
+  };
+  await connect();
+  $("start").disabled = true;
+  $("stop").disabled = false;
+}
+
+function stop() {
+  state.stopping = true;
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ type: "stop" }));
+  if (state.audio) {
+    state.audio.stream.getTracks().forEach((t) => t.stop());
+    state.audio.context.close();
+  }
+  $("start").disabled = false;
+  $("stop").disabled = true;
+}
+
+for (const id of ["source", "target"]) {
+  $(id).onchange = () => {
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+    const target = $("target").value || null;
+    state.ws.send(JSON.stringify({
+      type: "set_langs", source_lang: $("source").value || null, target_lang: target, translate: !!target,
+    }));
+  };
+}
+$("start").onclick = () => start().catch((e) => status(`microphone: ${e.message}`, true));
+$("stop").onclick = stop;
+if (params.get("autostart")) start().catch((e) => status(`microphone: ${e.message}`, true));
+window.babelstream = state;

@@ -1,0 +1,74 @@
+"""The web client in headless Chromium, with a WAV file as the fake microphone."""
+
+from __future__ import annotations
+
+import shutil
+import wave
+from pathlib import Path
+
+import pytest
+
+from tests.audio import librivox, silence, wer
+from tests.stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return path
+
+
+async def test_browser_microphone_gets_live_captions_and_translation(stack: Stack, tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    assert CHROMIUM, "chromium is required (bin/setup --test installs it)"
+    pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0870")
+    mic = write_wav(tmp_path / "mic.wav", silence(1000) + pcm + silence(4000))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={mic}%noloop"]
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{stack.health_port}/?source=en&target=pt&autostart=1")
+            await page.wait_for_function(
+                "() => { const t = document.querySelector('.segment.final .translation');"
+                " return t && t.textContent.length > 0; }",
+                timeout=120_000,
+            )
+            finals = await page.locator(".segment.final .text").all_inner_texts()
+            translations = await page.locator(".segment.final .translation").all_inner_texts()
+            status = await page.inner_text("#status")
+            session_id = await page.evaluate("window.babelstream.sessionId")
+            # the connection drops: the page reconnects and resumes the same session
+            await page.evaluate("window.babelstream.ws.close()")
+            await page.wait_for_function(
+                "id => document.querySelector('#status').textContent === `resumed: session ${id}`",
+                arg=session_id,
+                timeout=30_000,
+            )
+            await page.screenshot(path=str(tmp_path / "web-client.png"))
+        finally:
+            await browser.close()
+    assert "connected: session" in status
+    assert wer(ref, " ".join(finals)) < 0.2, finals
+    assert "dashwood" in " ".join(translations).lower()
