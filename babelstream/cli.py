@@ -169,6 +169,47 @@ def stream(
     )
 
 
+@app.command()
+def load(
+    file: Path = typer.Argument(..., exists=True, help="any audio file ffmpeg/PyAV can read"),
+    clients: int = typer.Option(10, help="concurrent sessions"),
+    url: str = typer.Option("ws://127.0.0.1:5026", help="gateway WebSocket URL"),
+    pace: float = typer.Option(1.0, help="1 = real time, 0 = as fast as possible"),
+    source_lang: str = typer.Option(None, help="ISO 639-1; default: detect"),
+) -> None:
+    """Load test: N clients stream the file at once; prints latency percentiles."""
+    from faster_whisper.audio import decode_audio
+    from rich.table import Table
+
+    from babelstream.audio.resample import float_to_pcm16
+    from babelstream.load import run_load, summarize
+
+    pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=16000))
+    reports, failed = asyncio.run(run_load(url, pcm, clients, pace=pace, source_lang=source_lang))
+    summary = summarize(reports, failed)
+    table = Table(title=f"{clients} clients, pace {pace}")
+    for col in ("metric", "p50", "p90", "p99"):
+        table.add_column(col)
+    for name, pct in (
+        ("speech end -> final (s)", summary.final_after_end_s),
+        ("speech start -> first interim (s)", summary.first_interim_s),
+    ):
+        table.add_row(name, *[f"{pct.get(k, float('nan')):.3f}" for k in ("p50", "p90", "p99")])
+    Console().print(table)
+    console.print(f"{summary.utterances} finals, {summary.failed} failed clients, {summary.overloaded} overload errors")
+
+
+@app.command()
+def desktop(
+    url: str = typer.Option("ws://127.0.0.1:5026", help="gateway WebSocket URL"),
+    file: Path = typer.Option(None, exists=True, help="stream this file instead of a microphone"),
+) -> None:
+    """Desktop client: voice typing into the focused window and a subtitle overlay (needs [desktop])."""
+    from babelstream.desktop.app import main as desktop_main
+
+    desktop_main(url, file)
+
+
 def _parse_time_ms(value: str | None) -> int | None:
     """Epoch milliseconds, or an ISO 8601 date/time (UTC if no zone)."""
     if value is None:

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     cpu_threads: int = 0
     stt_language: str | None = Field(default=None, description="force a language; None detects")
     interim_interval_ms: int = 1000
-    interim_max_lag_ms: int = Field(default=2000, description="skip interims for audio older than this")
+    interim_max_lag_ms: int = Field(default=500, description="skip interims when the worker is this far behind")
     stt_engine: Literal["whisper", "null"] = "whisper"
 
     # --- Translation -------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class Stack:
         return env
 
     def _spawn(self, name: str, args: list[str], health_url: str, **env: str) -> Service:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         log_path = self.workdir / f"{name}-{len(self.services)}.log"
         with log_path.open("wb") as logf:
             proc = subprocess.Popen(
