@@ -55,3 +55,13 @@ async def test_two_concurrent_clients_only_get_their_own_results(stack: Stack) -
         results = [m for m in rep.messages if m["type"] in ("realtime", "final", "translation")]
         assert results and all(m["session_id"] == rep.session_id for m in results)
         assert wer(ref, rep.text) < 0.2, rep.text
+
+
+async def test_load_mode_reports_latency_for_every_client(stack: Stack) -> None:
+    from babelstream.load import run_load, summarize
+
+    pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    reports, failed = await run_load(stack.ws_url, pcm, 3, pace=0, stagger_s=0.1)
+    summary = summarize(reports, failed)
+    assert failed == 0 and summary.utterances == 3
+    assert 0 < summary.final_after_end_s["p50"] <= summary.final_after_end_s["p99"] < 60

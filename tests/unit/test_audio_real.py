@@ -109,3 +109,11 @@ def test_every_vote_mode_finds_speech_and_ignores_silence(vote: str) -> None:
     assert ev == [] and p.speech_frames == 0
     ev = feed_in_pieces(p, pcm + silence(1000))
     assert any(isinstance(e, End) for e in ev)
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_every_webrtc_frame_size_segments_speech(frame_ms: int) -> None:
+    pcm, rate, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    p = pipeline(rate, vad_frame_ms=frame_ms, chunk_ms=300)
+    ev = feed_in_pieces(p, silence(1000) + pcm + silence(1500))
+    assert len([e for e in ev if isinstance(e, End)]) == 1 and p.vad.frame_bytes == 32 * frame_ms

@@ -1,0 +1,65 @@
+"""README command 1: `babelstream up` brings up broker, gateway, workers and web page; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from babelstream.client import stream_audio
+from streams.broker import free_port
+from tests.audio import librivox, wer
+from tests.stack import http_json, http_text
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def test_up_runs_the_whole_stack_and_stops_cleanly(tmp_path: Path) -> None:
+    ws_port, health_port, web_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}  # its own broker
+    env.update(
+        STATE_DIR=str(tmp_path / "state"),
+        GATEWAY_PORT=str(ws_port),
+        HEALTH_PORT=str(health_port),
+        WORKER_WEB_PORT=str(web_port),
+        MODEL_SIZE="tiny.en",
+        PYTHONUNBUFFERED="1",
+    )
+    log = (tmp_path / "up.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "babelstream.cli", "up"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        urls = [f"http://127.0.0.1:{p}/healthz" for p in (health_port, web_port, web_port + 1)]
+        deadline = time.monotonic() + 240
+        while not all(http_json(u)[0] == 200 for u in urls):
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()[-3000:]
+            time.sleep(0.5)
+        page = http_text(f"http://127.0.0.1:{health_port}/")
+        assert "Babelstream" in page and "/static/app.js" in page
+        pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
+        report = asyncio.run(
+            stream_audio(f"ws://127.0.0.1:{ws_port}", pcm, target_lang="pt", translate=True, pace=0, timeout_s=120)
+        )
+        assert wer(ref, report.text) < 0.3 and report.translations
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0
+    children = subprocess.run(["pgrep", "-f", str(tmp_path / "state")], capture_output=True, text=True)
+    assert children.stdout.strip() == "", "the broker and services must be stopped"

@@ -1,0 +1,65 @@
+"""The Confluent Schema Registry client, against a minimal in-process implementation of its REST API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from streams.codec import AvroCodec
+from streams.records import Result, ResultKind
+from streams.registry import ConfluentRegistry, RegistryError
+
+
+@pytest.fixture
+def registry_url() -> Iterator[str]:
+    schemas: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _reply(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if body["schema"] not in schemas:
+                schemas.append(body["schema"])
+            self._reply(200, {"id": 1000 + schemas.index(body["schema"])})
+
+        def do_GET(self) -> None:
+            sid = int(self.path.rsplit("/", 1)[1]) - 1000
+            if 0 <= sid < len(schemas):
+                self._reply(200, {"schema": schemas[sid]})
+            else:
+                self._reply(404, {"error_code": 40403, "message": "Schema not found"})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_registered_ids_go_on_the_wire_and_resolve_elsewhere(registry_url: str) -> None:
+    writer = AvroCodec(Result, ConfluentRegistry(registry_url), "babel.results.v1-value")
+    assert writer.schema_id == 1000
+    data = writer.encode(Result("s", 1, ResultKind.FINAL, "hello"))
+    assert data[:5] == b"\x00\x00\x00\x03\xe8"
+    reader_registry = ConfluentRegistry(registry_url)  # another process: learns the id from the registry
+    assert AvroCodec(Result, reader_registry, "babel.results.v1-value").decode(data).text == "hello"
+    with pytest.raises(RegistryError, match="404"):
+        reader_registry.schema_by_id(4242)
+
+
+def test_unreachable_registry_is_a_clear_error() -> None:
+    with pytest.raises(RegistryError, match="unreachable"):
+        AvroCodec(Result, ConfluentRegistry("http://127.0.0.1:9", timeout_s=1), "x-value")
