@@ -16,10 +16,10 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from babelstream.engines.stt import SttEngine
-from babelstream.utterances import Final, Interim, Utterance, UtteranceAssembler
+from babelstream.utterances import Final, Interim, Utterance, UtteranceAssembler, utterance_result
 from streams.app import StreamApp
 from streams.codec import CodecError
-from streams.records import ErrorInfo, Result, ResultKind, Segment, now_ms
+from streams.records import ErrorInfo, Result, ResultKind, now_ms
 from streams.topics import session_key
 
 log = logging.getLogger(__name__)
@@ -40,23 +40,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
 
     async def send(result: Result) -> None:
         fut = await sa.results_out_topic.send(key=session_key(result.session_id), value=codecs.result.encode(result))
-        await fut
-
-    # delivered (acks=all) before the source events are acked
-
-    def base(u: Utterance, kind: ResultKind) -> dict[str, Any]:
-        return dict(
-            session_id=u.session_id,
-            utterance_index=u.utterance_index,
-            kind=kind,
-            audio_start_ms=u.start_ms,
-            audio_end_ms=u.end_ms,
-            model=engine.name,
-            audio_created_at_ms=u.last_created_at_ms,
-            target_lang=u.target_lang,
-            translate=u.translate,
-            version=sa.results_version,
-        )
+        await fut  # delivered (acks=all) before the source events are acked
 
     async def interim(action: Interim) -> None:
         u = action.utterance
@@ -64,14 +48,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         PROCESSING_S.labels("interim").observe(t.processing_ms / 1000)
         INTERIMS.inc()
         await send(
-            Result(
-                **base(u, ResultKind.REALTIME),
-                seq=action.revision,
-                text=t.text,
-                language=t.language,
-                language_probability=t.language_probability,
-                processing_ms=t.processing_ms,
-            )
+            utterance_result(u, ResultKind.REALTIME, engine.name, sa.results_version, t, revision=action.revision)
         )
 
     async def finalize(u: Utterance) -> None:
@@ -80,22 +57,16 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         except Exception as e:
             log.exception("transcription of %s failed", u.utterance_id)
             ERRORS.labels("stt_failed").inc()
-            await send(Result(**base(u, ResultKind.ERROR), error=ErrorInfo("stt_failed", str(e)[:500])))
+            await send(
+                utterance_result(
+                    u, ResultKind.ERROR, engine.name, sa.results_version, error=ErrorInfo("stt_failed", str(e)[:500])
+                )
+            )
         else:
             PROCESSING_S.labels("final").observe(t.processing_ms / 1000)
             UTTERANCES.labels(u.end_reason or "end").inc()
             AUDIO_S.inc(u.audio_ms / 1000)
-            segments = [Segment(u.start_ms + p.start_ms, u.start_ms + p.end_ms, p.text) for p in t.segments]
-            await send(
-                Result(
-                    **base(u, ResultKind.FINAL),
-                    text=t.text,
-                    language=t.language,
-                    language_probability=t.language_probability,
-                    processing_ms=t.processing_ms,
-                    segments=segments,
-                )
-            )
+            await send(utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t))
         for event in u.tags:
             event.ack()
 

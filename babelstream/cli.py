@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -55,8 +54,7 @@ def gateway(loglevel: str = "info") -> None:
     from gateway.server import run_gateway
 
     _logging(loglevel)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_gateway(load_settings()))
+    asyncio.run(run_gateway(load_settings()))
 
 
 @app.command()
@@ -77,7 +75,7 @@ def up(
     if not s.kafka_bootstrap_servers:
         console.print("[bold]starting Kafka[/] (first run downloads the jars with Maven)...")
         k = LocalKafka(s.state_dir / "kafka", version=s.kafka_version, heap_mb=s.kafka_heap_mb)
-        k.port = int(os.environ.get("KAFKA_PORT", "0")) or free_port()
+        k.port = s.kafka_port or free_port()
         k.start()
         env["KAFKA_BOOTSTRAP_SERVERS"] = k.bootstrap
     cmd = [sys.executable, "-m", "babelstream.cli"]

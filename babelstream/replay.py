@@ -18,9 +18,9 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from babelstream.engines.stt import SttEngine
 from babelstream.settings import Settings
-from babelstream.utterances import Final, UtteranceAssembler
+from babelstream.utterances import Final, UtteranceAssembler, utterance_result
 from streams.producer import EventProducer
-from streams.records import Result, ResultKind, Segment
+from streams.records import ResultKind
 from streams.topics import Codecs, ensure_topics, partition_ids, topic_specs
 
 log = logging.getLogger(__name__)
@@ -113,23 +113,7 @@ async def replay(
 async def _transcribe(action: Final, engine: SttEngine, tag: str, producer: EventProducer, stats: ReplayStats) -> None:
     u = action.utterance
     t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang, final=True)
-    result = Result(
-        session_id=u.session_id,
-        utterance_index=u.utterance_index,
-        kind=ResultKind.FINAL,
-        text=t.text,
-        language=t.language,
-        language_probability=t.language_probability,
-        audio_start_ms=u.start_ms,
-        audio_end_ms=u.end_ms,
-        processing_ms=t.processing_ms,
-        model=engine.name,
-        version=tag,
-        audio_created_at_ms=u.last_created_at_ms,
-        target_lang=u.target_lang,
-        translate=u.translate,
-        segments=[Segment(u.start_ms + s.start_ms, u.start_ms + s.end_ms, s.text) for s in t.segments],
-    )
+    result = utterance_result(u, ResultKind.FINAL, engine.name, tag, t)
     await (await producer.send_result(result))
     stats.utterances += 1
     stats.audio_s += u.audio_ms / 1000

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default=Path(".babelstream"), description="broker data, model cache, tables")
     kafka_version: str = "3.9.1"
     kafka_heap_mb: int = 512
+    kafka_port: int = Field(default=0, description="port of the local broker; 0 picks a free one")
 
     # --- Gateway -----------------------------------------------------------------------------------
     gateway_host: str = "127.0.0.1"

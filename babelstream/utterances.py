@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babelstream.audio.resample import pcm16_to_float
-from streams.records import AudioEvent, AudioEventKind
+from babelstream.engines.stt import Transcription
+from streams.records import AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Segment
 
 
 @dataclass
@@ -122,3 +123,36 @@ class UtteranceAssembler:
         for u in dropped:
             del self.open[u.utterance_id]
         return dropped
+
+
+def utterance_result(
+    u: Utterance,
+    kind: ResultKind,
+    model: str,
+    version: str,
+    t: Transcription | None = None,
+    *,
+    revision: int = 0,
+    error: ErrorInfo | None = None,
+) -> Result:
+    """The result record for an utterance (timings in session audio time, segments only for FINAL)."""
+    r = Result(
+        session_id=u.session_id,
+        utterance_index=u.utterance_index,
+        kind=kind,
+        seq=revision,
+        audio_start_ms=u.start_ms,
+        audio_end_ms=u.end_ms,
+        model=model,
+        version=version,
+        audio_created_at_ms=u.last_created_at_ms,
+        target_lang=u.target_lang,
+        translate=u.translate,
+        error=error,
+    )
+    if t is not None:
+        r.text, r.language, r.language_probability = t.text, t.language, t.language_probability
+        r.processing_ms = t.processing_ms
+        if kind is ResultKind.FINAL:
+            r.segments = [Segment(u.start_ms + p.start_ms, u.start_ms + p.end_ms, p.text) for p in t.segments]
+    return r

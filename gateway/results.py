@@ -10,11 +10,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from streams.codec import CodecError
 from streams.records import Result
-from streams.topics import Codecs
+from streams.topics import Codecs, assign_all_partitions
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,7 @@ class ResultRouter:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         await self._consumer.start()
-        async with asyncio.timeout(timeout_s):
-            while not (parts := self._consumer.partitions_for_topic(self.topic)):
-                await self._consumer._client.force_metadata_update()  # the topic may be new
-                await asyncio.sleep(0.1)
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        self._consumer.assign(tps)
+        tps = await assign_all_partitions(self._consumer, self.topic, timeout_s)
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve positions now, so nothing produced after start() is skipped
             await self._consumer.position(tp)

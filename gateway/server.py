@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 from importlib import resources
 from typing import Any
@@ -245,11 +246,18 @@ def _log_failed_delivery(fut: asyncio.Future[Any]) -> None:
 
 
 async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then shut down gracefully: clients are closed (their open utterances are
+    ended on Kafka) and the producer is flushed before the process exits."""
     gw = Gateway(settings)
     await gw.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
     try:
-        await asyncio.Future()
+        await stop.wait()
+        log.info("gateway %s shutting down", gw.gateway_id)
     finally:
         await gw.stop()

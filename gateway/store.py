@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.codec import CodecError
 from streams.records import SessionState
-from streams.topics import Codecs
+from streams.topics import Codecs, assign_all_partitions
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,7 @@ class SessionStore:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         await self._consumer.start()
-        async with asyncio.timeout(timeout_s):
-            while not (parts := self._consumer.partitions_for_topic(self.topic)):
-                await self._consumer._client.force_metadata_update()  # the topic may be new
-                await asyncio.sleep(0.1)
-        self._tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        self._consumer.assign(self._tps)
+        self._tps = await assign_all_partitions(self._consumer, self.topic, timeout_s)
         await self._consumer.seek_to_beginning(*self._tps)
         self._task = asyncio.create_task(self._run(), name="session-store")
 

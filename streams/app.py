@@ -8,9 +8,7 @@ Each worker serves ``/healthz`` and Prometheus ``/metrics`` on its Faust web por
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import faust
 from aiohttp import web
@@ -40,7 +38,8 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
     topics = topic_specs(settings)
     out_topics = topic_specs(settings, results_version)
     app_id = f"{settings.topic_prefix}-{role}{group_suffix}"
-    datadir = Path(tempfile.mkdtemp(prefix=f"faust-{role}-{os.getpid()}-"))
+    datadir = settings.state_dir / "faust" / f"{app_id}-{os.getpid()}"  # memory store: stays nearly empty
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id,
         broker=broker_urls(settings.bootstrap),

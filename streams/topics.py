@@ -15,12 +15,14 @@ settings ask for more (it never shrinks them).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import InvalidPartitionsError, TopicAlreadyExistsError
 
 from babelstream.settings import Settings
 from streams.codec import AvroCodec
@@ -123,13 +125,21 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_ms: int 
                 pass
             log.info("created topics %s", [s.name for s in missing])
         present = [s for s in specs if s.name in existing]
-        if present:
+        for attempt in range(10):
+            if not present:
+                break
             described = await admin.describe_topics([s.name for s in present])
             counts = {d["topic"]: len(d["partitions"]) for d in described}
             grow = {s.name: NewPartitions(s.partitions) for s in present if counts.get(s.name, 0) < s.partitions}
-            if grow:
+            if not grow:
+                break
+            try:
                 await admin.create_partitions(grow, timeout_ms=timeout_ms)
                 log.info("grew partitions: %s", {k: v.total_count for k, v in grow.items()})
+                break
+            except InvalidPartitionsError:
+                # another service grew it (or created it) a moment ago; look again
+                await asyncio.sleep(0.2 * (attempt + 1))
     finally:
         await admin.close()
 
@@ -145,3 +155,16 @@ async def partition_ids(bootstrap: str, topic: str, timeout_ms: int = 30000) -> 
     return sorted(
         p["partition"] for d in described if d["topic"] == topic and not d["error_code"] for p in d["partitions"]
     )
+
+
+async def assign_all_partitions(
+    consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 30.0
+) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to a group-less consumer (waiting for metadata of a new topic)."""
+    async with asyncio.timeout(timeout_s):
+        while not (parts := consumer.partitions_for_topic(topic)):
+            await consumer._client.force_metadata_update()  # aiokafka has no public refresh for assign()
+            await asyncio.sleep(0.1)
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    return tps
