@@ -52,6 +52,7 @@ async def stream_audio(
     wait_translations: bool | None = None,
     timeout_s: float = 120.0,
     on_message: Callable[[dict[str, Any]], None] | None = None,
+    received_up_to: int | None = None,
 ) -> StreamReport:
     """Send 16-bit mono PCM in ``frame_ms`` frames, ``pace`` x real time (0 = as fast as possible),
     then ``stop`` and wait for the finals (and translations) of every utterance."""
@@ -66,6 +67,8 @@ async def stream_audio(
         start_msg["translate"] = True
     if session_id:
         start_msg["session_id"] = session_id
+    if received_up_to is not None:
+        start_msg["received_up_to"] = received_up_to
     async with asyncio.timeout(timeout_s), connect(url, max_size=2**22) as ws:
         await ws.send(json.dumps(start_msg))
         ready = json.loads(await ws.recv())

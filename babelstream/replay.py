@@ -14,14 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 
 from babelstream.engines.stt import SttEngine
 from babelstream.settings import Settings
 from babelstream.utterances import Final, UtteranceAssembler, utterance_result
 from streams.producer import EventProducer
 from streams.records import ResultKind
-from streams.topics import Codecs, ensure_topics, partition_ids, topic_specs
+from streams.topics import Codecs, ensure_topics, partition_ids, partition_of, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +32,6 @@ class ReplayStats:
     utterances: int = 0
     audio_s: float = 0.0
     texts: dict[str, str] = field(default_factory=dict)
-
-
-def partition_of(session_id: str, partitions: int) -> int:
-    all_parts = list(range(partitions))
-    return int(DefaultPartitioner()(session_id.encode(), all_parts, all_parts))
 
 
 async def replay(

@@ -53,6 +53,7 @@ class Start(_Msg):
     translate: bool = False
     session_id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
     realtime: bool = True
+    received_up_to: int | None = Field(None, ge=-1, description="resume: finals up to this segment are held")
 
     _norm = field_validator("source_lang", "target_lang")(lambda cls, v: _lang(v))
 

@@ -30,10 +30,13 @@ from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
 from streams.producer import EventProducer
+from streams.reader import read_session_results
 from streams.records import AudioEventKind, Result, ResultKind, now_ms
 from streams.topics import Codecs, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
+
+BACKFILL_MARGIN_MS = 60_000  # results up to this long before the disconnect are looked at again
 
 
 class Connection:
@@ -42,6 +45,8 @@ class Connection:
         self.session = session
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=queue_max)
         self.slow = False
+        self.backfill_since_ms: int | None = None
+        self.backfill_after_segment = -1
 
     def enqueue(self, msg: dict[str, Any]) -> None:
         if self.slow:
@@ -161,10 +166,14 @@ class Gateway:
         session = ClientSession(self.s, self.gateway_id, self._vad)
         conn = Connection(ws, session, self.s.client_queue_max)
         writer = asyncio.create_task(conn.writer())
+        backfill: asyncio.Task[None] | None = None
         try:
             async for message in ws:
                 try:
                     await self._apply(conn, await self._on_message(conn, message))
+                    if conn.backfill_since_ms is not None:
+                        backfill = asyncio.create_task(self._backfill(conn, conn.backfill_since_ms))
+                        conn.backfill_since_ms = None
                 except ProtocolError as e:
                     conn.enqueue(e.to_message())
                     if e.fatal:
@@ -181,6 +190,8 @@ class Gateway:
                 await self._apply(conn, session.disconnect())
             if session.session_id and self.clients.get(session.session_id) is conn:
                 del self.clients[session.session_id]
+            if backfill is not None:
+                backfill.cancel()
             await conn.finish()
             with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
                 await asyncio.wait_for(writer, 5)
@@ -207,6 +218,9 @@ class Gateway:
         if old is not None and old is not conn:  # the same session reconnected: the newest wins
             await old.ws.close(1000, "session resumed on another connection")
         self.clients[session.session_id] = conn
+        if prior is not None:  # results that came while the client was away
+            conn.backfill_since_ms = prior.updated_at_ms - BACKFILL_MARGIN_MS
+            conn.backfill_after_segment = -1 if msg.received_up_to is None else msg.received_up_to
         return outputs
 
     async def _apply(self, conn: Connection, outputs: list[Output]) -> None:
@@ -224,18 +238,37 @@ class Gateway:
             elif isinstance(out, SaveState):
                 (await self.producer.send_session(out.state)).add_done_callback(_log_failed_delivery)
 
+    async def _backfill(self, conn: Connection, since_ms: int) -> None:
+        """Deliver a resumed session's results produced while it was disconnected (duplicates are dropped)."""
+        sid = conn.session.session_id
+        assert sid is not None
+        try:
+            results = await read_session_results(self.s.bootstrap, self.topics.results.name, self.codecs, sid, since_ms)
+        except Exception:
+            log.exception("backfill of session %s failed", sid)
+            return
+        for r in results:
+            if (
+                r.kind is not ResultKind.REALTIME
+                and r.utterance_index > conn.backfill_after_segment
+                and self.clients.get(sid) is conn
+            ):
+                self._deliver_to(conn, r, observe_latency=False)
+
     def deliver(self, result: Result) -> None:
         if result.version != "live":
             return
         conn = self.clients.get(result.session_id)
-        if conn is None:
-            return
+        if conn is not None:
+            self._deliver_to(conn, result)
+
+    def _deliver_to(self, conn: Connection, result: Result, observe_latency: bool = True) -> None:
         msg = conn.session.result(result)
         if msg is None:
             return
         conn.enqueue(msg)
         m.RESULTS.labels(msg["type"]).inc()
-        if result.audio_created_at_ms and result.kind is not ResultKind.ERROR:
+        if observe_latency and result.audio_created_at_ms and result.kind is not ResultKind.ERROR:
             m.RESULT_LATENCY_S.labels(msg["type"]).observe(max(0, now_ms() - result.audio_created_at_ms) / 1000)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import InvalidPartitionsError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from babelstream.settings import Settings
 from streams.codec import AvroCodec
@@ -106,6 +107,12 @@ class Codecs:
 
 def session_key(session_id: str) -> bytes:
     return session_id.encode()
+
+
+def partition_of(session_id: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives a session's key."""
+    all_parts = list(range(partitions))
+    return int(DefaultPartitioner()(session_key(session_id), all_parts, all_parts))
 
 
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_ms: int = 30000) -> None:

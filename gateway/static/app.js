@@ -9,7 +9,7 @@ const LANGS = {
 };
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { ws: null, sessionId: null, audio: null, stopping: false, retries: 0, queue: [] };
+const state = { ws: null, sessionId: null, audio: null, stopping: false, retries: 0, queue: [], lastFinal: -1 };
 
 for (const [code, name] of Object.entries(LANGS)) {
   $("source").add(new Option(name, code));
@@ -50,6 +50,7 @@ function onMessage(msg) {
       break;
     }
     case "final": {
+      state.lastFinal = Math.max(state.lastFinal, msg.segment_id);
       const el = segment(msg.segment_id);
       el.classList.remove("interim");
       el.classList.add("final");
@@ -73,7 +74,10 @@ async function connect() {
   state.ws = ws;
   ws.onopen = () => {
     const start = { type: "start", sample_rate: state.audio.context.sampleRate, encoding: "pcm_s16le" };
-    if (state.sessionId) start.session_id = state.sessionId;  // resume after a disconnect
+    if (state.sessionId) {  // resume after a disconnect; results we lack are sent again
+      start.session_id = state.sessionId;
+      start.received_up_to = state.lastFinal;
+    }
     if ($("source").value) start.source_lang = $("source").value;
     if ($("target").value) { start.target_lang = $("target").value; start.translate = true; }
     ws.send(JSON.stringify(start));

@@ -111,11 +111,13 @@ async def test_session_resumes_on_another_gateway_instance(stack: Stack) -> None
     assert first.session_id == sid and [f["segment_id"] for f in first.finals] == [0]
     # reconnect to the second gateway, repeating nothing but the session id
     async with connect(gw2.ws_url) as ws:
-        await ws.send(json.dumps({"type": "start", "session_id": sid, "sample_rate": 16000}))
+        await ws.send(json.dumps({"type": "start", "session_id": sid, "sample_rate": 16000, "received_up_to": 0}))
         ready = await recv_json(ws)
     assert ready["resumed"] is True and ready["next_utterance_index"] == 1
     assert (ready["source_lang"], ready["target_lang"], ready["translate"]) == ("en", "pt", True)
-    second = await stream_audio(gw2.ws_url, pcm, session_id=sid, timeout_s=120, pace=0, wait_translations=True)
+    second = await stream_audio(
+        gw2.ws_url, pcm, session_id=sid, timeout_s=120, pace=0, wait_translations=True, received_up_to=0
+    )
     assert [f["segment_id"] for f in second.finals] == [1]
     assert [t["segment_id"] for t in second.translations] == [1]
     assert wer(ref, second.text) < 0.2
@@ -141,3 +143,37 @@ async def test_health_and_metrics_on_every_service(stack: Stack) -> None:
     gw_metrics = await asyncio.to_thread(http_text, stack.services[0].base_url + "/metrics")
     chunks = [ln for ln in gw_metrics.splitlines() if ln.startswith("babelstream_gateway_chunks_total ")]
     assert float(chunks[0].split()[1]) > 0
+
+
+async def test_results_produced_while_disconnected_are_delivered_on_resume(stack: Stack) -> None:
+    from babelstream.settings import load_settings
+    from streams.reader import read_session_results
+    from streams.records import ResultKind
+    from streams.topics import Codecs, topic_specs
+
+    sid = f"away-{uuid.uuid4().hex[:8]}"
+    pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    async with connect(stack.ws_url) as ws:
+        await ws.send(json.dumps({"type": "start", "session_id": sid, "source_lang": "en"}))
+        assert (await recv_json(ws))["type"] == "ready"
+        for off in range(0, len(pcm), 3200):
+            await ws.send(pcm[off : off + 3200])
+        await ws.send(json.dumps({"type": "flush"}))
+        await recv_type(ws, "utterance_end")
+    # the client is gone; wait until its final is on the results topic
+    s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix, results_partitions=2)
+    topics = topic_specs(s)
+    codecs = Codecs.create(s, topics)
+    async with asyncio.timeout(60):
+        while not [
+            r
+            for r in await read_session_results(stack.bootstrap, topics.results.name, codecs, sid)
+            if r.kind is ResultKind.FINAL
+        ]:
+            await asyncio.sleep(0.3)
+    async with connect(stack.ws_url) as ws:
+        await ws.send(json.dumps({"type": "start", "session_id": sid}))
+        ready = await recv_json(ws)
+        assert ready["resumed"] and ready["next_utterance_index"] == 1
+        final = await recv_type(ws, "final", timeout_s=30)
+    assert final["segment_id"] == 0 and wer(ref, final["text"]) < 0.2
