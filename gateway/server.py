@@ -186,8 +186,10 @@ class Gateway:
             log.exception("session %s failed", session.session_id)
             conn.enqueue(error_message("internal", "internal error; the session was closed", True))
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 await self._apply(conn, session.disconnect())
+            except Exception:
+                log.exception("could not end the open utterance of session %s", session.session_id)
             if session.session_id and self.clients.get(session.session_id) is conn:
                 del self.clients[session.session_id]
             if backfill is not None:

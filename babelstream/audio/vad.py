@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import webrtcvad
@@ -35,6 +37,17 @@ def find_silero_model(explicit: Path | None = None) -> Path:
     raise FileNotFoundError("no Silero VAD ONNX model found; install faster-whisper or set SILERO_MODEL_PATH")
 
 
+@cache
+def _onnx_session(path: Path) -> Any:
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    opts.inter_op_num_threads = 1
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 4
+    return onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 class SileroVad:
     """Streaming Silero VAD: 512-sample windows with 64 samples of context and recurrent state."""
 
@@ -42,15 +55,8 @@ class SileroVad:
     CONTEXT = 64
 
     def __init__(self, model_path: Path | None = None) -> None:
-        import onnxruntime
-
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 4
-        self._session = onnxruntime.InferenceSession(
-            str(find_silero_model(model_path)), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        # one ONNX session per model file, shared by every stream (the recurrent state is per stream)
+        self._session = _onnx_session(find_silero_model(model_path))
         names = {i.name for i in self._session.get_inputs()}
         self._v5 = "state" in names  # silero-vad package model: (input, state, sr)
         self.reset()
