@@ -136,6 +136,7 @@ def stream(
 ) -> None:
     """Stream an audio file to the gateway and print interim, final and translated text."""
     from faster_whisper.audio import decode_audio
+    from rich.markup import escape
 
     from babelstream.audio.resample import float_to_pcm16
     from babelstream.client import stream_audio
@@ -145,13 +146,13 @@ def stream(
     def show(msg: dict[str, object]) -> None:
         kind = msg.get("type")
         if kind == "realtime":
-            console.print(f"[dim]… {msg['text']}[/]")
+            console.print(f"[dim]… {escape(str(msg['text']))}[/]")
         elif kind == "final":
-            console.print(f"[bold]{msg['segment_id']}[/] [{msg.get('language')}] {msg['text']}")
+            console.print(f"[bold]{msg['segment_id']}[/] ({msg.get('language')}) {escape(str(msg['text']))}")
         elif kind == "translation":
-            console.print(f"[bold]{msg['segment_id']}[/] [green]→ {msg['target_lang']}[/] {msg['text']}")
+            console.print(f"[bold]{msg['segment_id']}[/] [green]→ {msg['target_lang']}[/] {escape(str(msg['text']))}")
         elif kind == "error":
-            console.print(f"[red]error {msg['code']}: {msg['message']}[/]")
+            console.print(f"[red]error {msg['code']}: {escape(str(msg['message']))}[/]")
 
     asyncio.run(
         stream_audio(
