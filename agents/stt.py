@@ -44,7 +44,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
 
     async def interim(action: Interim) -> None:
         u = action.utterance
-        t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang, final=False)
+        t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang or s.stt_language, final=False)
         PROCESSING_S.labels("interim").observe(t.processing_ms / 1000)
         INTERIMS.inc()
         await send(
@@ -53,7 +53,9 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
 
     async def finalize(u: Utterance) -> None:
         try:
-            t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang, final=True)
+            t = await asyncio.to_thread(
+                engine.transcribe, u.audio(), language=u.source_lang or s.stt_language, final=True
+            )
         except Exception as e:
             log.exception("transcription of %s failed", u.utterance_id)
             ERRORS.labels("stt_failed").inc()

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     client_queue_max: int = Field(default=256, description="outgoing messages buffered per client")
     max_pending_utterances: int = Field(default=8, description="utterances awaiting a final, per session")
     max_sessions: int = 1000
-    session_idle_timeout_s: float = 300.0
+    session_idle_timeout_s: float = Field(default=300.0, description="close clients silent for this long")
 
     # --- VAD / segmentation ------------------------------------------------------------------------
     vad_frame_ms: Literal[10, 20, 30] = 30
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     interim_beam_size: int = Field(default=1, ge=1)
     vad_filter: bool = False
     cpu_threads: int = 0
-    stt_language: str | None = Field(default=None, description="force a language; None detects")
+    stt_language: str | None = Field(default=None, description="language when the client names none; None detects")
     interim_interval_ms: int = 1000
     interim_max_lag_ms: int = Field(default=500, description="skip interims when the worker is this far behind")
     stt_engine: Literal["whisper", "null"] = "whisper"

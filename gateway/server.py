@@ -168,7 +168,17 @@ class Gateway:
         writer = asyncio.create_task(conn.writer())
         backfill: asyncio.Task[None] | None = None
         try:
-            async for message in ws:
+            while True:
+                try:
+                    async with asyncio.timeout(self.s.session_idle_timeout_s):
+                        message = await ws.recv()
+                except TimeoutError:
+                    conn.enqueue(
+                        error_message(
+                            "idle_timeout", f"nothing received for {self.s.session_idle_timeout_s:g} s", fatal=True
+                        )
+                    )
+                    break
                 try:
                     await self._apply(conn, await self._on_message(conn, message))
                     if conn.backfill_since_ms is not None:

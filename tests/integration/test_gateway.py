@@ -177,3 +177,20 @@ async def test_results_produced_while_disconnected_are_delivered_on_resume(stack
         assert ready["resumed"] and ready["next_utterance_index"] == 1
         final = await recv_type(ws, "final", timeout_s=30)
     assert final["segment_id"] == 0 and wer(ref, final["text"]) < 0.2
+
+
+async def test_idle_clients_are_closed_with_a_reason(stack: Stack) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    gw = stack.start_gateway(SESSION_IDLE_TIMEOUT_S="1")
+    await asyncio.to_thread(stack.wait_healthy, [gw])
+    try:
+        async with connect(gw.ws_url) as ws:
+            await ws.send(json.dumps(START))
+            assert (await recv_json(ws))["type"] == "ready"
+            err = await recv_json(ws, timeout_s=10)
+            assert err["code"] == "idle_timeout" and err["fatal"] is True
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+    finally:
+        gw.stop()
