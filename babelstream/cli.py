@@ -61,6 +61,7 @@ def gateway(loglevel: str = "info") -> None:
 def up(
     stt_workers: int = typer.Option(1, help="STT worker processes"),
     translate_workers: int = typer.Option(1, help="translation worker processes"),
+    analytics: bool = typer.Option(True, help="also run the stats and archive workers"),
     loglevel: str = "info",
 ) -> None:
     """Run the whole stack locally: Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), gateway and workers."""
@@ -79,27 +80,25 @@ def up(
         k.start()
         env["KAFKA_BOOTSTRAP_SERVERS"] = k.bootstrap
     cmd = [sys.executable, "-m", "babelstream.cli"]
+    roles = ["stt"] * stt_workers + ["translate"] * translate_workers + (["stats", "archive"] if analytics else [])
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(subprocess.Popen([*cmd, "gateway", "--loglevel", loglevel], env=env))
-        for i in range(stt_workers):
+        ports: dict[str, int] = {}
+        for i, role in enumerate(roles):  # worker web ports: WORKER_WEB_PORT, +1, +2... in this order
+            ports.setdefault(role, s.worker_web_port + i)
             procs.append(
                 subprocess.Popen(
-                    [*cmd, "worker", "stt", "--loglevel", loglevel],
+                    [*cmd, "worker", role, "--loglevel", loglevel],
                     env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + i)},
                 )
             )
-        for i in range(translate_workers):
-            procs.append(
-                subprocess.Popen(
-                    [*cmd, "worker", "translate", "--loglevel", loglevel],
-                    env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + stt_workers + i)},
-                )
-            )
+        host = s.gateway_host
         console.print(
-            f"[bold green]Babelstream is starting[/]: web client http://{s.gateway_host}:{s.health_port}/ ,"
-            f" WebSocket ws://{s.gateway_host}:{s.gateway_port} , Kafka {env['KAFKA_BOOTSTRAP_SERVERS']}."
-            " Ctrl-C stops everything."
+            f"[bold green]Babelstream is starting[/]: web client http://{host}:{s.health_port}/ ,"
+            f" WebSocket ws://{host}:{s.gateway_port} , Kafka {env['KAFKA_BOOTSTRAP_SERVERS']}"
+            + (f", stats http://{s.worker_web_host}:{ports['stats']}/stats" if analytics else "")
+            + ". Ctrl-C stops everything."
         )
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -294,7 +293,7 @@ def query(sql: str = typer.Argument(..., help="SQL over the view `results`")) ->
 
     from babelstream.analytics.archive import query_archive
 
-    rows = query_archive(load_settings().archive_dir, sql)
+    rows = query_archive(load_settings().archive_path, sql)
     table = Table(show_header=False)
     for row in rows:
         table.add_row(*[str(v) for v in row])

@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # --- Analytics -----------------------------------------------------------------------------------
     stats_window_s: int = Field(default=60, ge=1)
     stats_keep_windows: int = Field(default=60, ge=1)
-    archive_dir: Path = Field(default=Path(".babelstream/archive"), description="Parquet files of results")
+    archive_dir: Path | None = Field(default=None, description="Parquet files of results; default STATE_DIR/archive")
 
     # --- Workers -----------------------------------------------------------------------------------
     worker_web_port: int = 6066
@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         if self.chunk_ms < self.vad_frame_ms:
             raise ValueError("CHUNK_MS must be at least VAD_FRAME_MS")
         return self
+
+    @property
+    def archive_path(self) -> Path:
+        return self.archive_dir or self.state_dir / "archive"
 
     @property
     def bootstrap(self) -> str:

@@ -45,7 +45,7 @@ def build_worker_app(settings: Settings, role: str, results_version: str = "live
         from agents.analytics import register_archive_agent
         from babelstream.analytics.archive import Archive
 
-        register_archive_agent(sa, Archive(settings.archive_dir))
+        register_archive_agent(sa, Archive(settings.archive_path))
     return sa.app
 
 

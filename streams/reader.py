@@ -14,20 +14,19 @@ async def read_session_results(
     parts = await partition_ids(bootstrap, topic)
     if not parts:
         raise RuntimeError(f"results topic {topic} does not exist")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition_of(session_id, len(parts)))
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
-        start = None
+        start = (await consumer.beginning_offsets([tp]))[tp]
         if since_ms is not None:
             found = (await consumer.offsets_for_times({tp: since_ms}))[tp]
             start = found.offset if found else end
-        if start is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, start)
+        consumer.seek(tp, start)  # an explicit offset: no pending auto-reset can move it
         out: list[Result] = []
         key = session_id.encode()
         while await consumer.position(tp) < end:

@@ -40,7 +40,8 @@ def test_up_runs_the_whole_stack_and_stops_cleanly(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        urls = [f"http://127.0.0.1:{p}/healthz" for p in (health_port, web_port, web_port + 1)]
+        # gateway; workers stt, translate, stats, archive on consecutive web ports
+        urls = [f"http://127.0.0.1:{p}/healthz" for p in (health_port, *range(web_port, web_port + 4))]
         deadline = time.monotonic() + 240
         while not all(http_json(u)[0] == 200 for u in urls):
             assert proc.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
@@ -53,6 +54,16 @@ def test_up_runs_the_whole_stack_and_stops_cleanly(tmp_path: Path) -> None:
             stream_audio(f"ws://127.0.0.1:{ws_port}", pcm, target_lang="pt", translate=True, pace=0, timeout_s=120)
         )
         assert wer(ref, report.text) < 0.3 and report.translations
+        stats_url = f"http://127.0.0.1:{web_port + 2}/stats"
+
+        def counted() -> bool:
+            windows = (http_json(stats_url)[1] or {}).get("windows") or []
+            return sum(w["finals"] for w in windows) >= 1 and sum(w["translations"] for w in windows) >= 1
+
+        stats_deadline = time.monotonic() + 60
+        while not counted():
+            assert time.monotonic() < stats_deadline, "the stats worker never counted the session"
+            time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
