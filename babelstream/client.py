@@ -87,7 +87,6 @@ async def stream_audio(
                 if delay > 0:
                     await asyncio.sleep(delay)
         report.audio_end_monotonic = time.monotonic()
-        report.first_interim_s = None
         await ws.send(json.dumps({"type": "stop"}))
         while True:
             ended = {m["segment_id"] for m in report.of_type("utterance_end")}
@@ -107,10 +106,9 @@ async def stream_audio(
                 break
             await asyncio.sleep(0.05)
         reader.cancel()
-        t0 = report.messages[0]["_t"] if "_t" in report.messages[0] else t_start
         interims = report.of_type("realtime")
         if interims:
-            report.first_interim_s = interims[0]["_t"] - t0
+            report.first_interim_s = interims[0]["_t"] - t_start
     return report
 
 

@@ -22,7 +22,7 @@ from gateway.protocol import (
     Start,
     Stop,
 )
-from streams.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState, now_ms
+from streams.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState, now_ms, utterance_id
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class ClientSession:
                         ToClient(
                             {
                                 "type": "utterance_start",
-                                "utterance_id": f"{self.session_id}:{idx}",
+                                "utterance_id": utterance_id(self.session_id, idx),
                                 "segment_id": idx,
                                 "audio_start_ms": e.offset_ms,
                             }
@@ -253,7 +253,7 @@ class ClientSession:
                     ToClient(
                         {
                             "type": "utterance_end",
-                            "utterance_id": f"{self.session_id}:{idx}",
+                            "utterance_id": utterance_id(self.session_id, idx),
                             "segment_id": idx,
                             "reason": e.reason,
                             "audio_end_ms": e.offset_ms,
