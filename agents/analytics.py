@@ -16,13 +16,13 @@ import faust
 from babelstream.analytics import stats
 from babelstream.analytics.archive import Archive
 from streams.app import StreamApp
-from streams.codec import CodecError
 
 log = logging.getLogger(__name__)
 
 
 def register_stats_agent(sa: StreamApp, window_s: int = 60, keep_windows: int = 60) -> None:
     app, codecs = sa.app, sa.codecs
+    dead_letters = sa.dead_letters("stats")
     changelog = app.topic(
         f"{app.conf.id}-stats-changelog",
         key_type=str,
@@ -46,9 +46,8 @@ def register_stats_agent(sa: StreamApp, window_s: int = 60, keep_windows: int = 
     @app.agent(sa.results_topic, name="stats")
     async def collect(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                r = codecs.result.decode(event.value)
-            except CodecError:
+            r = await dead_letters.decode(codecs.result, event.message)
+            if r is None:
                 continue
             start = stats.window_start(r.created_at_ms, window_s)
             key = f"{event.message.partition}:{start}"
@@ -76,14 +75,10 @@ def register_stats_agent(sa: StreamApp, window_s: int = 60, keep_windows: int = 
 
 def register_archive_agent(sa: StreamApp, archive: Archive) -> None:
     codecs = sa.codecs
+    dead_letters = sa.dead_letters("archive")
 
     @sa.app.agent(sa.results_topic, name="archive")
     async def archive_results(stream: Any) -> None:
-        async for values in stream.take(500, within=1.0):
-            rows = []
-            for v in values:
-                try:
-                    rows.append(codecs.result.decode(v))
-                except CodecError:
-                    continue
+        async for events in stream.take_events(500, within=1.0):
+            rows = [r for e in events if (r := await dead_letters.decode(codecs.result, e.message)) is not None]
             await asyncio.to_thread(archive.insert, rows)

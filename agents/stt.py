@@ -17,9 +17,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from babelstream.engines.stt import SttEngine
 from babelstream.utterances import Final, Interim, Utterance, UtteranceAssembler, utterance_result
+from schemas.records import ErrorInfo, Result, ResultKind, now_ms
 from streams.app import StreamApp
-from streams.codec import CodecError
-from streams.records import ErrorInfo, Result, ResultKind, now_ms
 from streams.topics import session_key
 
 log = logging.getLogger(__name__)
@@ -34,6 +33,7 @@ OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
 
 def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     app, s, codecs = sa.app, sa.settings, sa.codecs
+    dead_letters = sa.dead_letters("stt")
     assembler = UtteranceAssembler(
         s.interim_interval_ms, s.interim_max_lag_ms, abandon_after_ms=int(s.max_utterance_s * 1000) * 4
     )
@@ -75,15 +75,14 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     @app.agent(sa.audio_topic, name="stt")
     async def stt(stream: Any) -> None:
         async for event in stream.noack().events():
-            try:
-                ev = codecs.audio.decode(event.value)
-            except CodecError as e:
-                log.warning("skipping undecodable audio event at %s: %s", event.message.tp, e)
+            ev = await dead_letters.decode(codecs.audio, event.message)
+            if ev is None:
                 ERRORS.labels("bad_event").inc()
                 event.ack()
                 continue
-            action = assembler.add(ev, now_ms(), partition=event.message.partition, tag=event)
-            for stale in assembler.abandoned(ev.created_at_ms):
+            clock_ms = now_ms()
+            action = assembler.add(ev, clock_ms, partition=event.message.partition, tag=event)
+            for stale in assembler.abandoned(clock_ms):
                 await finalize(stale.utterance)
             if isinstance(action, Interim):
                 await interim(action)

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from babelstream.engines.langs import UnknownLanguage, normalize_lang
 from babelstream.engines.translate import TranslationRouter, UnsupportedPair
+from schemas.langs import UnknownLanguage, normalize_lang
+from schemas.records import ErrorInfo, Result, ResultKind, Translation, now_ms
 from streams.app import StreamApp
-from streams.codec import CodecError
-from streams.records import ErrorInfo, Result, ResultKind, Translation
 from streams.topics import session_key
 
 log = logging.getLogger(__name__)
@@ -26,21 +26,11 @@ PROCESSING_S = Histogram("babelstream_translation_seconds", "Backend time per tr
 
 def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
     codecs = sa.codecs
+    dead_letters = sa.dead_letters("translate")
 
     async def translate_one(r: Result) -> Result:
-        common: dict[str, Any] = dict(
-            session_id=r.session_id,
-            utterance_index=r.utterance_index,
-            text=r.text,
-            language=r.language,
-            audio_start_ms=r.audio_start_ms,
-            audio_end_ms=r.audio_end_ms,
-            model=r.model,
-            version=r.version,
-            target_lang=r.target_lang,
-            translate=True,
-            audio_created_at_ms=r.audio_created_at_ms,
-        )
+        # the FINAL's identity, text and timings; its own kind, segments and timestamps are replaced
+        common: dict[str, Any] = dict(seq=0, segments=[], created_at_ms=now_ms())
         try:
             source = normalize_lang(r.language)
             target = normalize_lang(r.target_lang)
@@ -50,28 +40,30 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
             out = await asyncio.to_thread(router.translate, r.text, source, target)
         except (UnsupportedPair, UnknownLanguage) as e:
             ERRORS.labels("unsupported_pair").inc()
-            return Result(**common, kind=ResultKind.ERROR, error=ErrorInfo("unsupported_pair", str(e)))
+            return replace(
+                r, **common, kind=ResultKind.ERROR, processing_ms=0, error=ErrorInfo("unsupported_pair", str(e))
+            )
         except Exception as e:
             log.exception("translation of %s failed", r.utterance_id)
             ERRORS.labels("translation_failed").inc()
-            return Result(**common, kind=ResultKind.ERROR, error=ErrorInfo("translation_failed", str(e)[:500]))
+            err = ErrorInfo("translation_failed", str(e)[:500])
+            return replace(r, **common, kind=ResultKind.ERROR, processing_ms=0, error=err)
         elapsed = time.perf_counter() - t0
         PROCESSING_S.observe(elapsed)
         TRANSLATIONS.labels(out.backend).inc()
-        return Result(
+        return replace(
+            r,
             **common,
-            kind=ResultKind.TRANSLATION,
             processing_ms=int(elapsed * 1000),
+            kind=ResultKind.TRANSLATION,
             translation=Translation(source, target, out.text, out.backend),
         )
 
     @sa.app.agent(sa.results_topic, name="translate")
     async def translate(stream: Any) -> None:
-        async for value in stream:
-            try:
-                r = codecs.result.decode(value)
-            except CodecError as e:
-                log.warning("skipping undecodable result: %s", e)
+        async for event in stream.events():
+            r = await dead_letters.decode(codecs.result, event.message)
+            if r is None:
                 continue
             if r.kind is not ResultKind.FINAL or not r.translate or not r.target_lang or not r.text.strip():
                 continue

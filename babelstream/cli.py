@@ -202,8 +202,16 @@ def desktop(
     url: str = typer.Option("ws://127.0.0.1:5026", help="gateway WebSocket URL"),
     file: Path = typer.Option(None, exists=True, help="stream this file instead of a microphone"),
 ) -> None:
-    """Desktop client: voice typing into the focused window and a subtitle overlay (needs [desktop])."""
-    from babelstream.desktop.app import main as desktop_main
+    """Desktop client: voice typing into the focused window and a subtitle overlay.
+
+    Needs the desktop extra and its system libraries: bin/setup --desktop (or pip install 'babelstream\\[desktop]'
+    plus the Qt xcb libraries the README lists).
+    """
+    try:
+        from babelstream.desktop.app import main as desktop_main
+    except ImportError as e:
+        console.print(f"the desktop client needs the desktop extra ({e.name} is missing): run bin/setup --desktop")
+        raise typer.Exit(1) from None
 
     desktop_main(url, file)
 

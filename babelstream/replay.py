@@ -13,14 +13,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from babelstream.engines.stt import SttEngine
 from babelstream.settings import Settings
 from babelstream.utterances import Final, UtteranceAssembler, utterance_result
+from schemas.records import ResultKind
+from streams.deadletter import DeadLetters
 from streams.producer import EventProducer
-from streams.records import ResultKind
-from streams.topics import Codecs, ensure_topics, partition_ids, partition_of, topic_specs
+from streams.reader import read_range, topic_partitions
+from streams.topics import Codecs, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -47,60 +47,29 @@ async def replay(
 ) -> ReplayStats:
     src = topic_specs(settings)
     out = topic_specs(settings, tag)
-    await ensure_topics(settings.bootstrap, [out.results])
+    await ensure_topics(settings.bootstrap, [out.results, out.dlq])
     codecs = Codecs.create(settings, src)
     stats = ReplayStats(out.results.name)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = await partition_ids(settings.bootstrap, src.audio.name)
-        if not parts:
-            raise RuntimeError(f"audio topic {src.audio.name} does not exist")
-        if session_id is not None:
-            parts = [partition_of(session_id, len(parts))]
-        tps = [TopicPartition(src.audio.name, p) for p in parts]
-        consumer.assign(tps)
-        starts = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
-        if since_ms is not None:
-            found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
-            starts = {tp: (o.offset if o else ends[tp]) for tp, o in found.items()}
-        if from_offset is not None:
-            starts = {tp: max(starts[tp], from_offset) for tp in tps}
-        if until_ms is not None:
-            found = await consumer.offsets_for_times(dict.fromkeys(tps, until_ms))
-            ends = {tp: (o.offset if o else ends[tp]) for tp, o in found.items()}
-        for tp in tps:
-            consumer.seek(tp, starts[tp])
-        total = sum(max(0, ends[tp] - starts[tp]) for tp in tps)
-        assembler = UtteranceAssembler(interim_interval_ms=0)
-        done = 0
-        async with EventProducer(settings.bootstrap, out, codecs) as producer:
-            remaining = {tp for tp in tps if starts[tp] < ends[tp]}
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=500)
-                for tp, records in batch.items():
-                    for rec in records:
-                        if rec.offset >= ends[tp]:
-                            remaining.discard(tp)
-                            break
-                        done += 1
-                        ev = codecs.audio.decode(rec.value)
-                        if session_id is not None and ev.session_id != session_id:
-                            continue
-                        action = assembler.add(ev, now_ms=0)
-                        if isinstance(action, Final):
-                            await _transcribe(action, engine, tag, producer, stats)
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-                if progress is not None:
-                    progress(done, total)
-            for stale in assembler.abandoned(clock_ms=2**62):  # utterances cut by the range end
-                await _transcribe(stale, engine, tag, producer, stats)
-            await producer.flush()
-        stats.records = done
-    finally:
-        await consumer.stop()
+    tps = await topic_partitions(settings.bootstrap, src.audio.name, session_id)
+    assembler = UtteranceAssembler(interim_interval_ms=0)
+    counts = [0, 0]
+    async with EventProducer(settings.bootstrap, out, codecs) as producer:
+        dead_letters = DeadLetters(f"replay-{tag}", producer.send_dead_letter)
+        records = read_range(
+            settings.bootstrap, tps, since_ms=since_ms, until_ms=until_ms, from_offset=from_offset, progress=counts
+        )
+        async for rec in records:
+            ev = await dead_letters.decode(codecs.audio, rec)
+            if ev is not None and (session_id is None or ev.session_id == session_id):
+                action = assembler.add(ev, now_ms=0)
+                if isinstance(action, Final):
+                    await _transcribe(action, engine, tag, producer, stats)
+            if progress is not None:
+                progress(*counts)
+        for stale in assembler.abandoned(clock_ms=2**62):  # utterances cut by the range end
+            await _transcribe(stale, engine, tag, producer, stats)
+        await producer.flush()
+    stats.records = counts[0]
     return stats
 
 

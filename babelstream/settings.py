@@ -7,6 +7,7 @@ Environment variables are the upper-case field names (``MODEL_SIZE``, ``DEVICE``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,12 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VadVote = Literal["both", "any", "webrtc", "silero"]
+
+
+def default_cache_dir() -> Path:
+    """Downloads and assembled models shared by every checkout: ``$XDG_CACHE_HOME/babelstream``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "babelstream"
 
 
 class Settings(BaseSettings):

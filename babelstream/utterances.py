@@ -5,7 +5,8 @@ utterance's audio, decides when an interim (REALTIME) decode is due, and hands o
 END. Redelivered events (after a worker failover) are recognised by sequence number and ignored.
 Interims are skipped when the audio is older than ``interim_max_lag_ms`` (the worker is behind: it spends
 its time on finals instead). Utterances whose END never comes (their gateway died) are finalised after
-``abandon_after_ms`` of newer traffic on the same worker.
+``abandon_after_ms`` without an event, by the worker's own clock: times stamped in records are never
+trusted for it (a record stamped in the future must not end other utterances early).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from babelstream.audio.resample import pcm16_to_float
 from babelstream.engines.stt import Transcription
-from streams.records import AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Segment
+from schemas.records import AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Segment
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Utterance:
     next_seq: int = 0
     audio_ms: int = 0
     last_created_at_ms: int = 0
+    last_seen_ms: int = 0  # the worker's clock when its newest event arrived
     last_interim_audio_ms: int = 0
     interim_count: int = 0
     gaps: int = 0
@@ -91,7 +93,8 @@ class UtteranceAssembler:
         if ev.seq > u.next_seq:
             u.gaps += ev.seq - u.next_seq  # lost audio: keep going with what we have
         u.next_seq = ev.seq + 1
-        u.last_created_at_ms = max(u.last_created_at_ms, ev.created_at_ms)
+        u.last_created_at_ms = max(u.last_created_at_ms, min(ev.created_at_ms, now_ms or ev.created_at_ms))
+        u.last_seen_ms = now_ms
         u.source_lang, u.target_lang, u.translate = ev.source_lang, ev.target_lang, ev.translate
         if ev.kind is AudioEventKind.END:
             u.end_reason = ev.end_reason or "end"
@@ -108,10 +111,10 @@ class UtteranceAssembler:
         return None
 
     def abandoned(self, clock_ms: int) -> list[Final]:
-        """Utterances with no event for ``abandon_after_ms`` of event time: finalise what they have."""
+        """Utterances with no event for ``abandon_after_ms`` by the worker's clock: finalise what they have."""
         out = []
         for uid, u in list(self.open.items()):
-            if clock_ms - u.last_created_at_ms > self.abandon_after_ms:
+            if clock_ms - u.last_seen_ms > self.abandon_after_ms:
                 u.end_reason = "abandoned"
                 del self.open[uid]
                 out.append(Final(u))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -25,13 +24,14 @@ from websockets.exceptions import ConnectionClosed
 from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
 from babelstream.settings import Settings
 from gateway import metrics as m
-from gateway.protocol import ProtocolError, Start, error_message, parse_client_message
 from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
+from schemas.messages import ErrorMsg, ProtocolError, ServerMessage, Start, parse_client_message
+from schemas.records import AudioEventKind, Result, ResultKind, now_ms
+from streams.deadletter import DeadLetters
 from streams.producer import EventProducer
 from streams.reader import read_session_results
-from streams.records import AudioEventKind, Result, ResultKind, now_ms
 from streams.topics import Codecs, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,12 @@ class Connection:
     def __init__(self, ws: ServerConnection, session: ClientSession, queue_max: int) -> None:
         self.ws = ws
         self.session = session
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=queue_max)
+        self.queue: asyncio.Queue[ServerMessage | None] = asyncio.Queue(maxsize=queue_max)
         self.slow = False
         self.backfill_since_ms: int | None = None
         self.backfill_after_segment = -1
 
-    def enqueue(self, msg: dict[str, Any]) -> None:
+    def enqueue(self, msg: ServerMessage) -> None:
         if self.slow:
             return
         m.QUEUE_DEPTH.observe(self.queue.qsize())
@@ -63,13 +63,13 @@ class Connection:
                 self.ws.close(1008, f"slow_consumer: {self.queue.maxsize} messages not read in time")
             )
         else:
-            if msg.get("type") == "error":
-                m.ERRORS.labels(msg.get("code", "unknown")).inc()
+            if isinstance(msg, ErrorMsg):
+                m.ERRORS.labels(msg.code).inc()
 
     async def writer(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             while (msg := await self.queue.get()) is not None:
-                await self.ws.send(json.dumps(msg, ensure_ascii=False))
+                await self.ws.send(msg.to_json())
 
     async def finish(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -83,8 +83,11 @@ class Gateway:
         self.topics = topic_specs(settings)
         self.codecs = Codecs.create(settings, self.topics)
         self.producer = EventProducer(settings.bootstrap, self.topics, self.codecs)
-        self.store = SessionStore(settings.bootstrap, self.topics.sessions.name, self.codecs)
-        self.router = ResultRouter(settings.bootstrap, self.topics.results.name, self.codecs, self.deliver)
+        self.dead_letters = DeadLetters("gateway", self.producer.send_dead_letter)
+        self.store = SessionStore(settings.bootstrap, self.topics.sessions.name, self.codecs, self.dead_letters)
+        self.router = ResultRouter(
+            settings.bootstrap, self.topics.results.name, self.codecs, self.deliver, self.dead_letters
+        )
         self.clients: dict[str, Connection] = {}
         self.connections = 0
         self._silero_path = find_silero_model(settings.silero_model_path) if settings.vad_vote != "webrtc" else None
@@ -158,7 +161,9 @@ class Gateway:
 
     async def handler(self, ws: ServerConnection) -> None:
         if self.connections >= self.s.max_sessions:
-            await ws.send(json.dumps(error_message("server_busy", "too many sessions on this gateway", True)))
+            await ws.send(
+                ErrorMsg(code="server_busy", message="too many sessions on this gateway", fatal=True).to_json()
+            )
             await ws.close(1013, "server_busy")
             return
         self.connections += 1
@@ -174,8 +179,10 @@ class Gateway:
                         message = await ws.recv()
                 except TimeoutError:
                     conn.enqueue(
-                        error_message(
-                            "idle_timeout", f"nothing received for {self.s.session_idle_timeout_s:g} s", fatal=True
+                        ErrorMsg(
+                            code="idle_timeout",
+                            message=f"nothing received for {self.s.session_idle_timeout_s:g} s",
+                            fatal=True,
                         )
                     )
                     break
@@ -194,7 +201,7 @@ class Gateway:
             pass
         except Exception:
             log.exception("session %s failed", session.session_id)
-            conn.enqueue(error_message("internal", "internal error; the session was closed", True))
+            conn.enqueue(ErrorMsg(code="internal", message="internal error; the session was closed", fatal=True))
         finally:
             try:
                 await self._apply(conn, session.disconnect())
@@ -255,7 +262,9 @@ class Gateway:
         sid = conn.session.session_id
         assert sid is not None
         try:
-            results = await read_session_results(self.s.bootstrap, self.topics.results.name, self.codecs, sid, since_ms)
+            results = await read_session_results(
+                self.s.bootstrap, self.topics.results.name, self.codecs, sid, self.dead_letters, since_ms
+            )
         except Exception:
             log.exception("backfill of session %s failed", sid)
             return
@@ -279,9 +288,9 @@ class Gateway:
         if msg is None:
             return
         conn.enqueue(msg)
-        m.RESULTS.labels(msg["type"]).inc()
+        m.RESULTS.labels(msg.type).inc()
         if observe_latency and result.audio_created_at_ms and result.kind is not ResultKind.ERROR:
-            m.RESULT_LATENCY_S.labels(msg["type"]).observe(max(0, now_ms() - result.audio_created_at_ms) / 1000)
+            m.RESULT_LATENCY_S.labels(msg.type).observe(max(0, now_ms() - result.audio_created_at_ms) / 1000)
 
 
 def _log_failed_delivery(fut: asyncio.Future[Any]) -> None:

@@ -6,28 +6,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from babelstream.audio.pipeline import SpeechPipeline
 from babelstream.audio.resample import AudioFormatError
 from babelstream.audio.segmenter import Chunk, End, SegmenterConfig, SegmentEvent
 from babelstream.audio.vad import DualVad
 from babelstream.settings import Settings
-from gateway.protocol import (
-    PROTOCOL_VERSION,
+from schemas.messages import (
+    ErrorMsg,
     Flush,
+    Langs,
     Ping,
+    Pong,
     ProtocolError,
+    Ready,
+    ServerMessage,
     SetLangs,
     Start,
     Stop,
+    Stopped,
+    UtteranceEnd,
+    UtteranceStart,
+    result_message,
 )
-from streams.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState, now_ms, utterance_id
+from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState, now_ms, utterance_id
 
 
 @dataclass(frozen=True)
 class ToClient:
-    message: dict[str, Any]
+    message: ServerMessage
 
 
 @dataclass(frozen=True)
@@ -116,24 +123,22 @@ class ClientSession:
             )
         except AudioFormatError as e:
             raise ProtocolError("bad_audio_format", str(e)) from None
-        ready = {
-            "type": "ready",
-            "protocol": PROTOCOL_VERSION,
-            "session_id": self.session_id,
-            "resumed": resumed,
-            "next_utterance_index": first_index,
-            "sample_rate": msg.sample_rate,
-            "encoding": msg.encoding,
-            "channels": msg.channels,
-            "source_lang": msg.source_lang,
-            "target_lang": msg.target_lang,
-            "translate": msg.translate,
-        }
+        ready = Ready(
+            session_id=self.session_id,
+            resumed=resumed,
+            next_utterance_index=first_index,
+            sample_rate=msg.sample_rate,
+            encoding=msg.encoding,
+            channels=msg.channels,
+            source_lang=msg.source_lang,
+            target_lang=msg.target_lang,
+            translate=msg.translate,
+        )
         return [SaveState(self.state), ToClient(ready)]
 
     def handle(self, msg: SetLangs | Flush | Stop | Ping) -> list[Output]:
         if isinstance(msg, Ping):
-            return [ToClient({"type": "pong", "time_ms": now_ms()})]
+            return [ToClient(Pong(time_ms=now_ms()))]
         if not self.started or self.state is None:
             raise ProtocolError("not_started", f"send a start message before {msg.type}")
         if isinstance(msg, SetLangs):
@@ -146,20 +151,13 @@ class ClientSession:
                 raise ProtocolError("invalid_message", "translate=true needs a target_lang")
             return [
                 self._save(),
-                ToClient(
-                    {
-                        "type": "langs",
-                        "source_lang": st.source_lang,
-                        "target_lang": st.target_lang,
-                        "translate": st.translate,
-                    }
-                ),
+                ToClient(Langs(source_lang=st.source_lang, target_lang=st.target_lang, translate=st.translate)),
             ]
         reason = "flush" if isinstance(msg, Flush) else "stop"
         out = self._segments(self.pipeline.flush(reason))  # type: ignore[union-attr]
         if isinstance(msg, Stop):
             self.stopped = True
-            out += [self._save(connected=False), ToClient({"type": "stopped", "pending": sorted(self.pending)})]
+            out += [self._save(connected=False), ToClient(Stopped(pending=sorted(self.pending)))]
         return out
 
     def disconnect(self) -> list[Output]:
@@ -193,24 +191,21 @@ class ClientSession:
                         self._overload_reported = True
                         out.append(
                             ToClient(
-                                {
-                                    "type": "error",
-                                    "code": "overloaded",
-                                    "fatal": False,
-                                    "message": f"{len(self.pending)} utterances await transcription;"
+                                ErrorMsg(
+                                    code="overloaded",
+                                    message=f"{len(self.pending)} utterances await transcription;"
                                     " new speech is dropped until they finish",
-                                }
+                                )
                             )
                         )
                 else:
                     out.append(
                         ToClient(
-                            {
-                                "type": "utterance_start",
-                                "utterance_id": utterance_id(self.session_id, idx),
-                                "segment_id": idx,
-                                "audio_start_ms": e.offset_ms,
-                            }
+                            UtteranceStart(
+                                utterance_id=utterance_id(self.session_id, idx),
+                                segment_id=idx,
+                                audio_start_ms=e.offset_ms,
+                            )
                         )
                     )
             if idx in self._dropped:
@@ -251,13 +246,12 @@ class ClientSession:
                 st.next_utterance_index = idx + 1
                 out.append(
                     ToClient(
-                        {
-                            "type": "utterance_end",
-                            "utterance_id": utterance_id(self.session_id, idx),
-                            "segment_id": idx,
-                            "reason": e.reason,
-                            "audio_end_ms": e.offset_ms,
-                        }
+                        UtteranceEnd(
+                            utterance_id=utterance_id(self.session_id, idx),
+                            segment_id=idx,
+                            reason=e.reason,
+                            audio_end_ms=e.offset_ms,
+                        )
                     )
                 )
                 out.append(self._save())
@@ -273,12 +267,12 @@ class ClientSession:
         return SaveState(SessionState(**st.to_avro()))
 
     # -- results ----------------------------------------------------------------------------------
-    def result(self, r: Result) -> dict[str, Any] | None:
+    def result(self, r: Result) -> ServerMessage | None:
         """The client message for a result of this session, or None for duplicates and unwanted kinds."""
         if r.kind is ResultKind.REALTIME:
             if not self.realtime or (ResultKind.FINAL, r.utterance_index) in self.delivered:
                 return None
-            return r.to_client()
+            return result_message(r)
         key = (r.kind, r.utterance_index)
         if key in self.delivered:
             return None  # redelivered after a worker failover
@@ -288,4 +282,4 @@ class ClientSession:
             self.pending.discard(r.utterance_index)
             if len(self.pending) < self.s.max_pending_utterances:
                 self._overload_reported = False
-        return r.to_client()
+        return result_message(r)

@@ -1,7 +1,7 @@
 """The one Faust app definition. Each worker role (``stt``, ``translate``) instantiates it with its own
 consumer group id, registers its agent (``agents/``) and runs it with ``babelstream worker ROLE``.
 
-Values travel as raw bytes in the Confluent Avro wire format (``streams.codec``); keys are session ids.
+Values travel as raw bytes in the Confluent Avro wire format (``schemas.codec``); keys are session ids.
 Each worker serves ``/healthz`` and Prometheus ``/metrics`` on its Faust web port.
 """
 
@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from babelstream.settings import Settings
+from streams.deadletter import DeadLetters
 from streams.topics import Codecs, Topics, topic_specs
 
 
@@ -27,7 +28,16 @@ class StreamApp:
     audio_topic: faust.TopicT
     results_topic: faust.TopicT
     results_out_topic: faust.TopicT
+    dlq_topic: faust.TopicT
     results_version: str = "live"
+
+    def dead_letters(self, stage: str) -> DeadLetters:
+        """The error policy of an agent: bad records to the dead-letter topic (``streams.deadletter``)."""
+
+        async def publish(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+            await (await self.dlq_topic.send(key=key, value=value, headers=headers))
+
+        return DeadLetters(stage, publish)
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -76,6 +86,7 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
         audio_topic=app.topic(topics.audio.name, key_type=bytes, value_type=bytes, internal=False),
         results_topic=app.topic(topics.results.name, key_type=bytes, value_type=bytes, internal=False),
         results_out_topic=app.topic(out_topics.results.name, key_type=bytes, value_type=bytes, internal=False),
+        dlq_topic=app.topic(topics.dlq.name, key_type=bytes, value_type=bytes, internal=False),
         results_version=results_version,
     )
 

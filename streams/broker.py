@@ -19,9 +19,12 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+from babelstream.settings import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +35,24 @@ class BrokerError(RuntimeError):
     pass
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "babelstream"
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
+def new_cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id as Kafka's ``Uuid.randomUuid`` makes one: URL-safe base64 of 16 random bytes,
+    drawn again while it begins with '-' (command lines would read such an id as an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(draw()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def fetch_jars(version: str, cache: Path | None = None, timeout_s: float = 600.0) -> Path:
     """Return a folder holding the broker's jars, downloading them with Maven on first use."""
-    libs = (cache or cache_root()) / f"kafka-{version}" / "libs"
+    libs = (cache or default_cache_dir()) / f"kafka-{version}" / "libs"
     marker = libs / ".complete"
     if marker.exists():
         return libs
@@ -149,10 +156,12 @@ class LocalKafka:
         ]
         id_file = self.data_dir / "cluster.id"  # kept, so a persistent data dir restarts with its data
         if not id_file.exists():
-            id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            id_file.write_text(new_cluster_id())
         cluster_id = id_file.read_text().strip()
+        # "--cluster-id=ID": an id kept from before that begins with '-' still parses as the option's value
+        fmt_args = ["format", f"--cluster-id={cluster_id}", f"--config={props}", "--ignore-formatted"]
         fmt = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
+            [*base, "kafka.tools.StorageTool", *fmt_args],
             capture_output=True,
             text=True,
             timeout=120,

@@ -7,7 +7,7 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
-from streams.records import AudioEvent, Result, SessionState
+from schemas.records import AudioEvent, Result, SessionState
 from streams.topics import Codecs, Topics, session_key
 
 
@@ -54,6 +54,10 @@ class EventProducer:
         return await self._producer.send(
             self.topics.sessions.name, self.codecs.session.encode(state), key=session_key(state.session_id)
         )
+
+    async def send_dead_letter(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        """Copy a bad record to the dead-letter topic (``streams.deadletter``) and wait until it is stored."""
+        await (await self._producer.send(self.topics.dlq.name, value, key=key, headers=headers))
 
     async def flush(self) -> None:
         await self._producer.flush()

@@ -1,37 +1,91 @@
-"""Read back what a topic holds for one session: its partition, from a time (or the start) to the end."""
+"""Read a bounded range of a topic: the partitions asked for, from a time, an offset or the start, up to a
+time or the end as of the call. Shared by the session-results reader (a resumed session's backfill,
+subtitle export) and replay (re-transcription of stored audio)."""
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from collections.abc import AsyncIterator
 
-from streams.records import Result
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from schemas.records import Result
+from streams.deadletter import DeadLetters
 from streams.topics import Codecs, partition_ids, partition_of
 
 
-async def read_session_results(
-    bootstrap: str, topic: str, codecs: Codecs, session_id: str, since_ms: int | None = None
-) -> list[Result]:
+async def topic_partitions(bootstrap: str, topic: str, session_id: str | None = None) -> list[TopicPartition]:
+    """Every partition of ``topic``, or the one holding ``session_id``'s records."""
     parts = await partition_ids(bootstrap, topic)
     if not parts:
-        raise RuntimeError(f"results topic {topic} does not exist")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+        raise RuntimeError(f"topic {topic} does not exist")
+    if session_id is not None:
+        parts = [partition_of(session_id, len(parts))]
+    return [TopicPartition(topic, p) for p in parts]
+
+
+async def read_range(
+    bootstrap: str,
+    tps: list[TopicPartition],
+    *,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    from_offset: int | None = None,
+    progress: list[int] | None = None,
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Yield the records of ``tps`` in the range, partition by partition in offset order. ``progress``, if
+    given, is set to ``[records read, records in the range]`` as reading goes."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        tp = TopicPartition(topic, partition_of(session_id, len(parts)))
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        start = (await consumer.beginning_offsets([tp]))[tp]
+        consumer.assign(tps)
+        starts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
         if since_ms is not None:
-            found = (await consumer.offsets_for_times({tp: since_ms}))[tp]
-            start = found.offset if found else end
-        consumer.seek(tp, start)  # an explicit offset: no pending auto-reset can move it
-        out: list[Result] = []
-        key = session_id.encode()
-        while await consumer.position(tp) < end:
-            for records in (await consumer.getmany(tp, timeout_ms=500)).values():
-                out.extend(codecs.result.decode(r.value) for r in records if r.key == key and r.offset < end)
-        return out
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            starts = {tp: (o.offset if o else ends[tp]) for tp, o in found.items()}
+        if from_offset is not None:
+            starts = {tp: max(starts[tp], from_offset) for tp in tps}
+        if until_ms is not None:
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, until_ms))
+            ends = {tp: (o.offset if o else ends[tp]) for tp, o in found.items()}
+        for tp in tps:
+            consumer.seek(tp, starts[tp])  # explicit offsets: no pending auto-reset can move them
+        total = sum(max(0, ends[tp] - starts[tp]) for tp in tps)
+        done = 0
+        if progress is not None:
+            progress[:] = [done, total]
+        remaining = {tp for tp in tps if starts[tp] < ends[tp]}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batch.items():
+                for rec in records:
+                    if rec.offset >= ends[tp]:
+                        break
+                    done += 1
+                    if progress is not None:
+                        progress[:] = [done, total]
+                    yield rec
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def read_session_results(
+    bootstrap: str,
+    topic: str,
+    codecs: Codecs,
+    session_id: str,
+    dead_letters: DeadLetters,
+    since_ms: int | None = None,
+) -> list[Result]:
+    """A session's results from ``since_ms`` (or the start) to now; an unreadable record is dead-lettered
+    and the others are still returned."""
+    key = session_id.encode()
+    out: list[Result] = []
+    async for rec in read_range(bootstrap, await topic_partitions(bootstrap, topic, session_id), since_ms=since_ms):
+        if rec.key != key:
+            continue
+        if (r := await dead_letters.decode(codecs.result, rec)) is not None:
+            out.append(r)
+    return out

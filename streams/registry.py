@@ -1,9 +1,9 @@
-"""Schema ids for the Confluent wire format.
+"""Schema ids for the Confluent wire format, from a registry service.
 
 Two interchangeable registries:
 
-* :class:`PinnedRegistry` (default): ids are fixed in ``schemas/ids.json`` and documented, so data
-  written without a registry service still carries stable ids that never change.
+* :class:`schemas.codec.PinnedRegistry` (default): ids are fixed in ``schemas/ids.json`` and documented,
+  so data written without a registry service still carries stable ids that never change.
 * :class:`ConfluentRegistry` (``SCHEMA_REGISTRY_URL``): talks to any Confluent-compatible schema
   registry (Confluent, Karapace, Apicurio ccompat, Redpanda), registering ``<topic>-value`` subjects
   and resolving unknown ids from writers that used another schema version.
@@ -15,57 +15,13 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from typing import Any, Protocol
+from typing import Any
 
 from fastavro import parse_schema
 
-from schemas import SCHEMA_DIR
+from schemas.codec import PinnedRegistry, RegistryError, SchemaRegistry, load_schema_json
 
-SCHEMA_FILES = {
-    "io.babelstream.audio.AudioEvent": "audio_event.avsc",
-    "io.babelstream.results.Result": "result.avsc",
-    "io.babelstream.sessions.SessionState": "session_state.avsc",
-}
-
-
-class RegistryError(RuntimeError):
-    pass
-
-
-def load_schema_json(name: str) -> dict[str, Any]:
-    try:
-        return json.loads((SCHEMA_DIR / SCHEMA_FILES[name]).read_text())
-    except KeyError:
-        raise RegistryError(f"unknown schema {name!r}") from None
-
-
-def pinned_ids() -> dict[str, int]:
-    raw = json.loads((SCHEMA_DIR / "ids.json").read_text())
-    return {k: int(v) for k, v in raw.items() if not k.startswith("_")}
-
-
-class SchemaRegistry(Protocol):
-    def register(self, subject: str, name: str) -> int: ...
-
-    def schema_by_id(self, schema_id: int) -> dict[str, Any]: ...
-
-
-class PinnedRegistry:
-    def __init__(self) -> None:
-        self._ids = pinned_ids()
-        self._by_id = {i: parse_schema(load_schema_json(n)) for n, i in self._ids.items()}
-
-    def register(self, subject: str, name: str) -> int:
-        try:
-            return self._ids[name]
-        except KeyError:
-            raise RegistryError(f"schema {name!r} has no pinned id in schemas/ids.json") from None
-
-    def schema_by_id(self, schema_id: int) -> dict[str, Any]:
-        try:
-            return self._by_id[schema_id]
-        except KeyError:
-            raise RegistryError(f"unknown schema id {schema_id}") from None
+__all__ = ["ConfluentRegistry", "RegistryError", "make_registry"]
 
 
 class ConfluentRegistry:

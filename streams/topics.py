@@ -6,6 +6,7 @@
 | ``<prefix>.results.v1``        | session id | Result              | delete, RESULTS_RETENTION_MS |
 | ``<prefix>.results.<tag>.v1``  | session id | Result (replays)    | delete, RESULTS_RETENTION_MS |
 | ``<prefix>.sessions.v1``       | session id | SessionState        | compact                      |
+| ``<prefix>.dlq.v1``            | as source  | the bad record as is| delete, AUDIO_RETENTION_MS   |
 
 Keys are the UTF-8 session id, so Kafka's default (murmur2) partitioner keeps a session on one
 partition and its events in order. Partitions bound parallelism: a consumer group uses at most as
@@ -26,9 +27,9 @@ from aiokafka.errors import InvalidPartitionsError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from babelstream.settings import Settings
-from streams.codec import AvroCodec
-from streams.records import AudioEvent, Result, SessionState
-from streams.registry import SchemaRegistry, make_registry
+from schemas.codec import AvroCodec, SchemaRegistry
+from schemas.records import AudioEvent, Result, SessionState
+from streams.registry import make_registry
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,10 @@ class Topics:
     audio: TopicSpec
     results: TopicSpec
     sessions: TopicSpec
+    dlq: TopicSpec
 
     def all(self) -> list[TopicSpec]:
-        return [self.audio, self.results, self.sessions]
+        return [self.audio, self.results, self.sessions, self.dlq]
 
 
 def results_topic_name(settings: Settings, version: str = "live") -> str:
@@ -85,6 +87,15 @@ def topic_specs(settings: Settings, results_version: str = "live") -> Topics:
             f"{settings.topic_prefix}.sessions.v1",
             settings.results_partitions,
             {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"},
+        ),
+        dlq=TopicSpec(
+            f"{settings.topic_prefix}.dlq.v1",
+            1,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(settings.audio_retention_ms),
+                "max.message.bytes": str(4 * 1024 * 1024),
+            },
         ),
     )
 

@@ -17,6 +17,26 @@ LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 ASTERISK_ES = Path("/usr/share/asterisk/sounds/es_MX_f_Allison")
 ASTERISK_ES_TEXT = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
 
+# Every path read here, with the Debian package that ships it (bin/setup --test installs each of them).
+TEST_DATA = {
+    LIBRIVOX: "pocketsphinx-testdata",
+    ASTERISK_ES: "asterisk-core-sounds-es-wav",
+    ASTERISK_ES_TEXT: "asterisk-core-sounds-es",
+}
+
+
+class MissingTestData(RuntimeError):
+    pass
+
+
+def data_path(root: Path, *parts: str) -> Path:
+    """``root / parts``, or an error naming the Debian package to install when ``root`` is missing."""
+    if not root.exists():
+        raise MissingTestData(
+            f"{root} is missing: install the Debian package {TEST_DATA[root]} (bin/setup --test does)"
+        )
+    return root.joinpath(*parts)
+
 
 def read_wav(path: Path) -> tuple[bytes, int]:
     with wave.open(str(path), "rb") as w:
@@ -35,7 +55,7 @@ def silence(ms: int, rate_hz: int = 16000) -> bytes:
 @cache
 def librivox_transcripts() -> dict[str, str]:
     out = {}
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+    for line in data_path(LIBRIVOX, "transcription").read_text().splitlines():
         m = re.match(r"<s>\s*(.*?)\s*</s>\s*\((.+)\)", line)
         if m:
             out[m.group(2)] = m.group(1)
@@ -43,14 +63,14 @@ def librivox_transcripts() -> dict[str, str]:
 
 
 def librivox(clip: str = "sense_and_sensibility_01_austen_64kb-0870") -> tuple[bytes, int, str]:
-    pcm, rate = read_wav(LIBRIVOX / f"{clip}.wav")
+    pcm, rate = read_wav(data_path(LIBRIVOX, f"{clip}.wav"))
     return pcm, rate, librivox_transcripts()[clip]
 
 
 @cache
 def asterisk_es_transcripts() -> dict[str, str]:
     out = {}
-    for line in gzip.decompress(ASTERISK_ES_TEXT.read_bytes()).decode("utf-8", "replace").splitlines():
+    for line in gzip.decompress(data_path(ASTERISK_ES_TEXT).read_bytes()).decode("utf-8", "replace").splitlines():
         if ":" in line and not line.startswith(";"):
             name, text = line.split(":", 1)
             out[name.strip()] = text.strip()
@@ -58,7 +78,7 @@ def asterisk_es_transcripts() -> dict[str, str]:
 
 
 def asterisk_es(name: str = "vm-intro") -> tuple[bytes, int, str]:
-    pcm, rate = read_wav(ASTERISK_ES / f"{name}.wav")
+    pcm, rate = read_wav(data_path(ASTERISK_ES, f"{name}.wav"))
     return pcm, rate, asterisk_es_transcripts()[name]
 
 

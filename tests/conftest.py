@@ -17,6 +17,20 @@ from streams.topics import ensure_topics, topic_specs
 from tests.stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
+TIERS = ("unit", "integration", "e2e")  # the folder a test lives in is its tier; they run in this order
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (``bin/test -m unit`` selects one) and run the fast tiers first, so a
+    broken unit fails the run in seconds instead of after the end-to-end tests."""
+    rank = {}
+    for item in items:
+        tier = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/e2e")
+        item.add_marker(tier)
+        rank[item.nodeid] = TIERS.index(tier)
+    items.sort(key=lambda it: rank[it.nodeid])  # stable: the order within a tier stays as collected
 
 
 @pytest.fixture(scope="session")

@@ -158,6 +158,11 @@ class Stack:
                 raise TimeoutError(f"assignment never settled: {got}")
             time.sleep(0.2)
 
+    def retire(self, svc: Service) -> None:
+        """Stop a service a test added and forget it, so later tests see only the shared stack's own."""
+        svc.stop()
+        self.services.remove(svc)
+
     def stop(self) -> None:
         for svc in reversed(self.services):
             svc.stop()

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from streams.records import Result, ResultKind
+from schemas.records import Result, ResultKind
 
 COLUMNS = """
     session_id VARCHAR, utterance_id VARCHAR, utterance_index BIGINT, kind VARCHAR, text VARCHAR,

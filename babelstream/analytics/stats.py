@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from streams.records import Result, ResultKind
+from schemas.records import Result, ResultKind
 
 MAX_SAMPLES = 2000  # latency samples kept per window (a uniform prefix is enough for percentiles)
+MAX_COUNTED = 50_000  # result ids remembered per window, so a redelivered result is counted once
 
 
 def window_start(ts_ms: int, window_s: int) -> int:
@@ -30,7 +31,17 @@ def empty_window(start_ms: int, window_s: int) -> dict[str, Any]:
         "errors": {},
         "sessions": [],
         "latency_ms": [],
+        "counted": [],
     }
+
+
+def result_key(r: Result) -> str:
+    """What makes a result distinct: results are at-least-once and ``utterance_id`` is the idempotency key."""
+    if r.kind is ResultKind.TRANSLATION and r.translation is not None:
+        return f"{r.utterance_id}>{r.translation.target_lang}"
+    if r.kind is ResultKind.ERROR:
+        return f"{r.utterance_id}!{r.error.code if r.error else 'unknown'}"
+    return f"{r.utterance_id}#{r.kind}"
 
 
 def add_result(w: dict[str, Any], r: Result) -> dict[str, Any]:
@@ -38,6 +49,12 @@ def add_result(w: dict[str, Any], r: Result) -> dict[str, Any]:
     if r.kind is ResultKind.REALTIME:
         w["interims"] += 1
         return w
+    key = result_key(r)
+    counted = w.get("counted", [])  # windows stored before this field existed have none
+    if key in counted:
+        return w  # redelivered (worker failover, agent restart): already counted in this window
+    if len(counted) < MAX_COUNTED:
+        w["counted"] = [*counted, key]
     if r.kind is ResultKind.ERROR:
         code = r.error.code if r.error else "unknown"
         w["errors"] = {**w["errors"], code: w["errors"].get(code, 0) + 1}

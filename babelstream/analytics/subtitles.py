@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict
 
-from streams.records import Result, ResultKind
+from schemas.records import Result, ResultKind
 
 
 def _ts(ms: int, sep: str) -> str:

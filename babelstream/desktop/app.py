@@ -22,7 +22,7 @@ from babelstream.desktop.audio import AudioSource, FileSource, MicrophoneSource,
 from babelstream.desktop.overlay import SubtitleOverlay
 from babelstream.desktop.streaming import StreamingThread
 from babelstream.desktop.typing import Keyboard, TypingPlanner, system_keyboard
-from babelstream.engines.langs import LANGUAGES
+from schemas.langs import LANGUAGES
 
 
 class MainWindow(QWidget):

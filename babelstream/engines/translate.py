@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from babelstream.engines.langs import LANGUAGES, opus_code
 from babelstream.settings import Settings
+from schemas.langs import LANGUAGES, opus_code
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from babelstream.client import stream_audio
 from tests.audio import asterisk_es, librivox, wer
 from tests.stack import Stack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 
 async def test_librivox_realtime_with_translation(stack: Stack) -> None:

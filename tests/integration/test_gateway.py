@@ -12,9 +12,9 @@ from websockets.asyncio.client import connect
 
 from babelstream.client import stream_audio
 from tests.audio import librivox, wer
-from tests.stack import Stack, http_json, http_text
+from tests.stack import Service, Stack, http_json, http_text
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 START = {"type": "start", "sample_rate": 16000}
 
@@ -97,12 +97,19 @@ async def test_bad_client_does_not_disturb_a_good_one(stack: Stack) -> None:
     good, errors = await asyncio.gather(stream_audio(stack.ws_url, pcm, pace=1.0, timeout_s=120), vandal())
     assert errors == 200
     assert wer(ref, good.text) < 0.2
-    assert http_json(stack.services[0].health_url)[0] == 200
+    assert (await asyncio.to_thread(http_json, stack.services[0].health_url))[0] == 200
 
 
 async def test_session_resumes_on_another_gateway_instance(stack: Stack) -> None:
     gw2 = stack.start_gateway()
-    stack.wait_healthy([gw2])
+    try:
+        await asyncio.to_thread(stack.wait_healthy, [gw2])
+        await _resume_on(stack, gw2)
+    finally:
+        await asyncio.to_thread(stack.retire, gw2)
+
+
+async def _resume_on(stack: Stack, gw2: Service) -> None:
     sid = f"resume-{uuid.uuid4().hex[:8]}"
     pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0930")
     first = await stream_audio(
@@ -122,33 +129,37 @@ async def test_session_resumes_on_another_gateway_instance(stack: Stack) -> None
     assert [t["segment_id"] for t in second.translations] == [1]
     assert wer(ref, second.text) < 0.2
     assert second.finals[0]["audio_start_ms"] > first.finals[0]["audio_end_ms"]  # session audio clock continues
-    gw2.stop()
 
 
 async def test_health_and_metrics_on_every_service(stack: Stack) -> None:
     pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
-    await stream_audio(stack.ws_url, pcm, pace=0, timeout_s=120)
-    for svc in stack.services:
-        if svc.proc.poll() is not None:
-            continue
-        status, body = http_json(svc.health_url)
+    rep = await stream_audio(stack.ws_url, pcm, pace=0, timeout_s=120, target_lang="pt", translate=True)
+    assert rep.translations, rep.messages
+    assert [svc.name for svc in stack.services] == ["gateway", "stt", "translate"]  # extras were retired
+    for svc in stack.services:  # a crashed service fails here: nothing is skipped
+        assert svc.proc.poll() is None, f"{svc.name} died:\n{svc.log()}"
+        status, body = await asyncio.to_thread(http_json, svc.health_url)
         assert status == 200 and body["status"] == "ok", (svc.name, body)
         metrics = await asyncio.to_thread(http_text, svc.base_url + "/metrics")
-        expected = {
+        counted = {  # a counter this test's own stream must have moved
             "gateway": "babelstream_gateway_chunks_total",
             "stt": "babelstream_stt_utterances_total",
             "translate": "babelstream_translations_total",
         }[svc.name]
-        assert expected in metrics
-    gw_metrics = await asyncio.to_thread(http_text, stack.services[0].base_url + "/metrics")
-    chunks = [ln for ln in gw_metrics.splitlines() if ln.startswith("babelstream_gateway_chunks_total ")]
-    assert float(chunks[0].split()[1]) > 0
+        assert metric_sum(metrics, counted) > 0, (svc.name, counted)
+
+
+def metric_sum(exposition: str, name: str) -> float:
+    """The sum of a counter's samples over all its labels, from Prometheus' text format."""
+    samples = [ln for ln in exposition.splitlines() if ln.startswith((name + " ", name + "{"))]
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in samples)
 
 
 async def test_results_produced_while_disconnected_are_delivered_on_resume(stack: Stack) -> None:
     from babelstream.settings import load_settings
+    from schemas.records import ResultKind
+    from streams.deadletter import DeadLetters
     from streams.reader import read_session_results
-    from streams.records import ResultKind
     from streams.topics import Codecs, topic_specs
 
     sid = f"away-{uuid.uuid4().hex[:8]}"
@@ -164,10 +175,11 @@ async def test_results_produced_while_disconnected_are_delivered_on_resume(stack
     s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix, results_partitions=2)
     topics = topic_specs(s)
     codecs = Codecs.create(s, topics)
+    dead_letters = DeadLetters("test", None)
     async with asyncio.timeout(60):
         while not [
             r
-            for r in await read_session_results(stack.bootstrap, topics.results.name, codecs, sid)
+            for r in await read_session_results(stack.bootstrap, topics.results.name, codecs, sid, dead_letters)
             if r.kind is ResultKind.FINAL
         ]:
             await asyncio.sleep(0.3)
@@ -193,4 +205,4 @@ async def test_idle_clients_are_closed_with_a_reason(stack: Stack) -> None:
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 10)
     finally:
-        gw.stop()
+        await asyncio.to_thread(stack.retire, gw)

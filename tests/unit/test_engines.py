@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from babelstream.engines.langs import LANGUAGES, UnknownLanguage, normalize_lang, opus_code
 from babelstream.engines.translate import FastTranslateBackend, TranslationRouter, UnsupportedPair
 from babelstream.settings import load_settings
-from streams.codec import AvroCodec, CodecError
-from streams.records import AudioEvent, AudioEventKind
-from streams.registry import PinnedRegistry, RegistryError
+from schemas.codec import AvroCodec, CodecError, PinnedRegistry
+from schemas.langs import LANGUAGES, UnknownLanguage, normalize_lang, opus_code
+from schemas.records import AudioEvent, AudioEventKind
 
 
 def test_language_codes() -> None:
@@ -54,5 +53,7 @@ def test_codec_rejects_bad_bytes() -> None:
     for bad, match in ((b"\x00\x00", "too short"), (b"\x07" + good[1:], "magic"), (good[:5] + b"\xff" * 3, "corrupt")):
         with pytest.raises(CodecError, match=match):
             codec.decode(bad)
-    with pytest.raises(RegistryError, match="unknown schema id"):
+    with pytest.raises(CodecError, match="unknown schema id 999"):  # one error type for every unreadable value
         codec.decode(b"\x00\x00\x00\x03\xe7" + good[5:])
+    with pytest.raises(CodecError, match="no value"):
+        codec.decode(None)

@@ -8,9 +8,9 @@ import pytest
 
 from babelstream.audio.vad import DualVad
 from babelstream.settings import load_settings
-from gateway.protocol import ProtocolError, SetLangs, Start, parse_client_message
 from gateway.session import ClientSession, Produce, SaveState, ToClient
-from streams.records import AudioEventKind, ErrorInfo, Result, ResultKind, SessionState
+from schemas.messages import ProtocolError, SetLangs, Start, parse_client_message
+from schemas.records import AudioEventKind, ErrorInfo, Result, ResultKind, SessionState
 from tests.audio import librivox, silence
 
 
@@ -34,7 +34,7 @@ def test_start_produces_ready_and_state() -> None:
     out = start(session(), sample_rate=48000, target_lang="pt", translate=True)
     assert isinstance(out[0], SaveState) and out[0].state.input_sample_rate_hz == 48000
     ready = out[1].message
-    assert ready["type"] == "ready" and ready["resumed"] is False and ready["next_utterance_index"] == 0
+    assert ready.type == "ready" and ready.resumed is False and ready.next_utterance_index == 0
 
 
 def test_speech_becomes_append_only_chunks_then_end() -> None:
@@ -48,7 +48,7 @@ def test_speech_becomes_append_only_chunks_then_end() -> None:
     assert all(e.kind is AudioEventKind.CHUNK and e.source_lang == "en" for e in chunks)
     assert [e.seq for e in events] == list(range(len(events)))
     assert sum(len(e.pcm) for e in chunks) == sum(e.duration_ms for e in chunks) * 32
-    kinds = [o.message["type"] for o in out if isinstance(o, ToClient)]
+    kinds = [o.message.type for o in out if isinstance(o, ToClient)]
     assert kinds == ["utterance_start", "utterance_end"]
     assert sess.pending == {0} and sess.state is not None and sess.state.next_utterance_index == 1
 
@@ -60,10 +60,10 @@ def test_results_are_deduplicated_and_realtime_can_be_switched_off() -> None:
     assert sid is not None
     assert sess.result(Result(sid, 0, ResultKind.REALTIME, "he was")) is None
     first = sess.result(Result(sid, 0, ResultKind.FINAL, "he was not"))
-    assert first is not None and first["type"] == "final" and first["segment_id"] == 0
+    assert first is not None and first.type == "final" and first.segment_id == 0
     assert sess.result(Result(sid, 0, ResultKind.FINAL, "he was not")) is None  # redelivered
     err = sess.result(Result(sid, 0, ResultKind.ERROR, error=ErrorInfo("unsupported_pair", "no es->de")))
-    assert err is not None and err["code"] == "unsupported_pair"
+    assert err is not None and err.code == "unsupported_pair"
 
 
 def test_resume_continues_counters_and_inherits_languages() -> None:
@@ -80,8 +80,8 @@ def test_resume_continues_counters_and_inherits_languages() -> None:
     sess = session()
     out = start(sess, prior, session_id="s-1", target_lang="pt")
     ready = out[1].message
-    assert ready["resumed"] and ready["next_utterance_index"] == 5
-    assert (ready["source_lang"], ready["target_lang"], ready["translate"]) == ("es", "pt", True)
+    assert ready.resumed and ready.next_utterance_index == 5
+    assert (ready.source_lang, ready.target_lang, ready.translate) == ("es", "pt", True)
     pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
     events = [o.event for o in sess.audio(pcm + silence(1500)) if isinstance(o, Produce)]
     assert events[0].utterance_index == 5 and events[0].audio_offset_ms >= 42_000 - 1000
@@ -95,8 +95,8 @@ def test_overload_drops_new_speech_with_one_error() -> None:
     second = sess.audio(pcm + silence(1500)) + sess.audio(pcm + silence(1500))
     assert any(isinstance(o, Produce) for o in first)
     assert not any(isinstance(o, Produce) for o in second)
-    errors = [o.message for o in second if isinstance(o, ToClient) and o.message["type"] == "error"]
-    assert len(errors) == 1 and errors[0]["code"] == "overloaded"
+    errors = [o.message for o in second if isinstance(o, ToClient) and o.message.type == "error"]
+    assert len(errors) == 1 and errors[0].code == "overloaded"
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_overload_drops_new_speech_with_one_error() -> None:
 def test_start_rejections(fields: dict, code: str) -> None:
     with pytest.raises(ProtocolError) as e:
         start(session(), **fields)
-    assert e.value.code == code and e.value.to_message()["type"] == "error"
+    assert e.value.code == code and e.value.to_message().type == "error"
 
 
 def test_stop_flushes_and_refuses_more_audio() -> None:
@@ -121,7 +121,7 @@ def test_stop_flushes_and_refuses_more_audio() -> None:
     out = sess.handle(parse_client_message('{"type": "stop"}'))  # type: ignore[arg-type]
     ends = [o.event for o in out if isinstance(o, Produce) and o.event.kind is AudioEventKind.END]
     assert len(ends) == 1 and ends[0].end_reason == "stop"
-    assert out[-1].message["type"] == "stopped"
+    assert out[-1].message.type == "stopped"
     with pytest.raises(ProtocolError) as e:
         sess.audio(b"\x00" * 320)
     assert e.value.code == "stopped"

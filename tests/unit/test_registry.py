@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from streams.codec import AvroCodec
-from streams.records import Result, ResultKind
+from schemas.codec import AvroCodec
+from schemas.records import Result, ResultKind
 from streams.registry import ConfluentRegistry, RegistryError
 
 

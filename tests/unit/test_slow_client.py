@@ -7,6 +7,7 @@ import asyncio
 from babelstream.settings import load_settings
 from gateway.server import Connection
 from gateway.session import ClientSession
+from schemas.messages import Pong
 
 
 class StuckSocket:
@@ -28,8 +29,11 @@ async def test_slow_client_is_closed_when_its_queue_is_full() -> None:
     conn = Connection(ws, ClientSession(s, "gw", lambda: None), s.client_queue_max)  # type: ignore[arg-type]
     writer = asyncio.create_task(conn.writer())
     for i in range(10):  # never blocks the caller, whatever the client does
-        conn.enqueue({"type": "pong", "i": i})
-    await asyncio.sleep(0)
+        conn.enqueue(Pong(time_ms=i))
     assert conn.slow and conn.queue.qsize() <= 4
-    assert ws.closed_with is not None and ws.closed_with[0] == 1008 and "slow_consumer" in ws.closed_with[1]
+    async with asyncio.timeout(2):  # the close is a task of its own: poll for it
+        while ws.closed_with is None:
+            await asyncio.sleep(0.01)
+    assert ws.closed_with[0] == 1008 and "slow_consumer" in ws.closed_with[1]
     writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)

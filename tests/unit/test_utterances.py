@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from babelstream.utterances import Final, Interim, UtteranceAssembler
-from streams.records import AudioEvent, AudioEventKind
+from schemas.records import AudioEvent, AudioEventKind
 
 CHUNK = bytes(16000)  # 500 ms at 16 kHz PCM16
 
@@ -42,7 +42,10 @@ def test_redelivered_events_are_ignored_and_gaps_counted() -> None:
 def test_abandoned_and_revoked_utterances() -> None:
     a = UtteranceAssembler(abandon_after_ms=10_000)
     a.add(chunk(0, created=0, sid="a"), now_ms=0, partition=1)
-    a.add(chunk(0, created=9_000, sid="b"), now_ms=0, partition=2)
+    a.add(chunk(0, created=0, sid="b"), now_ms=9_000, partition=2)
+    future = 10 * 24 * 3600 * 1000  # a record stamped 10 days ahead ends nothing: the worker's clock rules
+    a.add(chunk(0, created=future, sid="c"), now_ms=9_500, partition=2)
+    assert a.abandoned(clock_ms=9_600) == []
     stale = a.abandoned(clock_ms=15_000)
     assert [f.utterance.session_id for f in stale] == ["a"] and stale[0].utterance.end_reason == "abandoned"
-    assert [u.session_id for u in a.drop_partitions({2})] == ["b"] and a.open == {}
+    assert [u.session_id for u in a.drop_partitions({2})] == ["b", "c"] and a.open == {}

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
+AUDIO_SAMPLE_RATE_HZ = 16000  # audio events carry 16 kHz mono PCM16, whatever the client sent
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -63,7 +65,20 @@ class AudioEvent:
 
     @classmethod
     def from_avro(cls, d: dict[str, Any]) -> AudioEvent:
-        return cls(**d)
+        ev = cls(**d)
+        ev.check()
+        return ev
+
+    def check(self) -> None:
+        """Raise ValueError for an event no consumer can use (read from Kafka, so possibly hostile)."""
+        if not self.session_id:
+            raise ValueError("empty session_id")
+        if self.sample_rate_hz != AUDIO_SAMPLE_RATE_HZ:
+            raise ValueError(f"sample_rate_hz={self.sample_rate_hz}; audio events are {AUDIO_SAMPLE_RATE_HZ} Hz")
+        if len(self.pcm) % 2:
+            raise ValueError(f"{len(self.pcm)} bytes of PCM16 is not a whole number of samples")
+        if self.seq < 0 or self.utterance_index < 0 or self.audio_offset_ms < 0:
+            raise ValueError("seq, utterance_index and audio_offset_ms must not be negative")
 
 
 @dataclass(slots=True)
@@ -131,38 +146,6 @@ class Result:
         if d.get("error"):
             d["error"] = ErrorInfo(**d["error"])
         return cls(**d)
-
-    def to_client(self) -> dict[str, Any]:
-        """The JSON message a WebSocket client receives for this result (see gateway/protocol.py)."""
-        msg: dict[str, Any] = {
-            "type": {"REALTIME": "realtime", "FINAL": "final", "TRANSLATION": "translation", "ERROR": "error"}[
-                self.kind
-            ],
-            "session_id": self.session_id,
-            "utterance_id": self.utterance_id,
-            "segment_id": self.utterance_index,
-            "text": self.text,
-            "language": self.language,
-            "audio_start_ms": self.audio_start_ms,
-            "audio_end_ms": self.audio_end_ms,
-            "processing_ms": self.processing_ms,
-        }
-        if self.kind is ResultKind.REALTIME:
-            msg["revision"] = self.seq
-        if self.kind is ResultKind.FINAL:
-            msg["segments"] = [asdict(s) for s in self.segments]
-            msg["language_probability"] = self.language_probability
-        if self.translation is not None:
-            msg.update(
-                text=self.translation.text,
-                source_text=self.text,
-                source_lang=self.translation.source_lang,
-                target_lang=self.translation.target_lang,
-                backend=self.translation.backend,
-            )
-        if self.error is not None:
-            msg.update(code=self.error.code, message=self.error.message)
-        return msg
 
 
 @dataclass(slots=True)

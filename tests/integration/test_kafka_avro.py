@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import struct
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 
 from babelstream.settings import Settings
+from schemas.codec import pinned_ids
+from schemas.messages import result_message
+from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, Translation
 from streams.producer import EventProducer
-from streams.records import AudioEvent, AudioEventKind, Result, ResultKind, Translation
-from streams.registry import pinned_ids
 from streams.topics import Codecs, topic_specs
-
-pytestmark = pytest.mark.integration
 
 
 async def consume(bootstrap: str, topic: str, n: int, timeout_s: float = 30.0) -> list:
@@ -90,4 +88,5 @@ async def test_result_roundtrip(settings: Settings) -> None:
     [rec] = await consume(settings.bootstrap, topics.results.name, 1)
     got = codecs.result.decode(rec.value)
     assert got == res
-    assert got.to_client()["type"] == "translation" and got.to_client()["text"] == "olá"
+    msg = result_message(got)
+    assert msg.type == "translation" and msg.text == "olá" and msg.source_text == "hello"

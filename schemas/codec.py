@@ -1,0 +1,125 @@
+"""Avro encoding in the Confluent wire format: ``0x00`` magic byte, 4-byte big-endian schema id, then
+the schemaless Avro body. Any Confluent-compatible consumer (kcat -s avro, ksqlDB, Kafka Connect with
+the pinned ids registered) can read what Babelstream writes.
+
+The codec needs only a :class:`SchemaRegistry`: :class:`PinnedRegistry` (ids fixed in ``schemas/ids.json``,
+no I/O) lives here; the HTTP client of a Confluent-compatible registry lives in ``streams.registry``."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any, Generic, Protocol, TypeVar
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from schemas import SCHEMA_DIR
+from schemas.records import AudioEvent, Result, SessionState
+
+SCHEMA_FILES = {
+    "io.babelstream.audio.AudioEvent": "audio_event.avsc",
+    "io.babelstream.results.Result": "result.avsc",
+    "io.babelstream.sessions.SessionState": "session_state.avsc",
+}
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def load_schema_json(name: str) -> dict[str, Any]:
+    try:
+        return json.loads((SCHEMA_DIR / SCHEMA_FILES[name]).read_text())
+    except KeyError:
+        raise RegistryError(f"unknown schema {name!r}") from None
+
+
+def pinned_ids() -> dict[str, int]:
+    raw = json.loads((SCHEMA_DIR / "ids.json").read_text())
+    return {k: int(v) for k, v in raw.items() if not k.startswith("_")}
+
+
+class SchemaRegistry(Protocol):
+    def register(self, subject: str, name: str) -> int: ...
+
+    def schema_by_id(self, schema_id: int) -> dict[str, Any]: ...
+
+
+class PinnedRegistry:
+    def __init__(self) -> None:
+        self._ids = pinned_ids()
+        self._by_id = {i: parse_schema(load_schema_json(n)) for n, i in self._ids.items()}
+
+    def register(self, subject: str, name: str) -> int:
+        try:
+            return self._ids[name]
+        except KeyError:
+            raise RegistryError(f"schema {name!r} has no pinned id in schemas/ids.json") from None
+
+    def schema_by_id(self, schema_id: int) -> dict[str, Any]:
+        try:
+            return self._by_id[schema_id]
+        except KeyError:
+            raise RegistryError(f"unknown schema id {schema_id}") from None
+
+
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+
+class CodecError(ValueError):
+    pass
+
+
+class AvroRecord(Protocol):
+    SCHEMA: str
+
+    def to_avro(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", AudioEvent, Result, SessionState)
+
+
+class AvroCodec(Generic[R]):
+    """Encodes/decodes one record type; readers resolve older/newer writer schemas by id."""
+
+    def __init__(self, record_type: type[R], registry: SchemaRegistry, subject: str) -> None:
+        self.record_type = record_type
+        self.registry = registry
+        self.schema = parse_schema(load_schema_json(record_type.SCHEMA))
+        self.schema_id = registry.register(subject, record_type.SCHEMA)
+
+    def encode(self, record: R) -> bytes:
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(MAGIC, self.schema_id))
+        try:
+            schemaless_writer(buf, self.schema, record.to_avro())
+        except (ValueError, TypeError, KeyError) as e:
+            raise CodecError(f"cannot encode {type(record).__name__}: {e}") from e
+        return buf.getvalue()
+
+    def decode_dict(self, data: bytes | None) -> dict[str, Any]:
+        if data is None:
+            raise CodecError("message has no value (null)")
+        if len(data) < _HEADER.size:
+            raise CodecError(f"message of {len(data)} bytes is too short for the Confluent wire format")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise CodecError(f"unknown magic byte {magic}; not Confluent wire format")
+        try:
+            writer = self.schema if schema_id == self.schema_id else self.registry.schema_by_id(schema_id)
+        except RegistryError as e:
+            raise CodecError(f"cannot resolve writer schema id {schema_id}: {e}") from e
+        try:
+            return schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, self.schema)
+        except Exception as e:  # fastavro raises several types on corrupt input
+            raise CodecError(f"corrupt Avro body for schema id {schema_id}: {e}") from e
+
+    def decode(self, data: bytes | None) -> R:
+        """The typed record; every way a value can be unreadable raises :class:`CodecError`."""
+        d = self.decode_dict(data)
+        try:
+            return self.record_type.from_avro(d)  # type: ignore[return-value]
+        except (TypeError, ValueError, KeyError) as e:
+            raise CodecError(f"{self.record_type.__name__} record is invalid: {e}") from e

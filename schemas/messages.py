@@ -1,0 +1,247 @@
+"""The WebSocket protocol (version 1) as typed models, both directions. Documented in README.md#protocol.
+
+Client -> server: JSON text messages (:data:`ClientMessage`, validated by :func:`parse_client_message`),
+and binary frames of raw audio in the format declared by ``start``. Server -> client: JSON text messages
+(:data:`ServerMessage`: ``ready``, ``utterance_start``, ``utterance_end``, ``realtime``, ``final``,
+``translation``, ``error``, ``langs``, ``stopped``, ``pong``); :func:`result_message` turns a Kafka
+``Result`` into the message its client receives.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from schemas.langs import normalize_lang
+from schemas.records import Result, ResultKind
+
+PROTOCOL_VERSION = 1
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+class ProtocolError(Exception):
+    """A client mistake: reported to that client as an ``error`` message."""
+
+    def __init__(self, code: str, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+
+    def to_message(self) -> ErrorMsg:
+        return ErrorMsg(code=self.code, message=self.message, fatal=self.fatal)
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _lang(v: str | None) -> str | None:
+    return normalize_lang(v)  # raises UnknownLanguage (a ValueError) with a clear message
+
+
+class Start(_Msg):
+    type: Literal["start"]
+    sample_rate: int = Field(16000, description="Hz of the binary audio frames")
+    encoding: Literal["pcm_s16le", "pcm_f32le"] = "pcm_s16le"
+    channels: int = Field(1, ge=1)
+    source_lang: str | None = None
+    target_lang: str | None = None
+    translate: bool = False
+    session_id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
+    realtime: bool = True
+    received_up_to: int | None = Field(None, ge=-1, description="resume: finals up to this segment are held")
+
+    _norm = field_validator("source_lang", "target_lang")(lambda cls, v: _lang(v))
+
+
+class SetLangs(_Msg):
+    type: Literal["set_langs"]
+    source_lang: str | None = None
+    target_lang: str | None = None
+    translate: bool | None = None
+
+    _norm = field_validator("source_lang", "target_lang")(lambda cls, v: _lang(v))
+
+
+class Flush(_Msg):
+    type: Literal["flush"]
+
+
+class Stop(_Msg):
+    type: Literal["stop"]
+
+
+class Ping(_Msg):
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[Start | SetLangs | Flush | Stop | Ping, Field(discriminator="type")]
+_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+def parse_client_message(text: str) -> Start | SetLangs | Flush | Stop | Ping:
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ProtocolError("invalid_json", f"text frames must be JSON: {e}") from None
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise ProtocolError("invalid_message", "a message must be a JSON object with a 'type'")
+    if raw["type"] not in ("start", "set_langs", "flush", "stop", "ping"):
+        raise ProtocolError(
+            "unknown_type", f"unknown message type {raw['type']!r}; expected start, set_langs, flush, stop, ping"
+        )
+    try:
+        return _adapter.validate_python(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "message"
+        msg = str(first.get("ctx", {}).get("error") or first["msg"])
+        code = "unsupported_language" if "language" in msg else "invalid_message"
+        raise ProtocolError(code, f"{raw['type']}: {where}: {msg}") from None
+
+
+# -- server -> client -----------------------------------------------------------------------------------
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class Ready(_Out):
+    type: Literal["ready"] = "ready"
+    protocol: int = PROTOCOL_VERSION
+    session_id: str
+    resumed: bool
+    next_utterance_index: int
+    sample_rate: int
+    encoding: str
+    channels: int
+    source_lang: str | None
+    target_lang: str | None
+    translate: bool
+
+
+class UtteranceStart(_Out):
+    type: Literal["utterance_start"] = "utterance_start"
+    utterance_id: str
+    segment_id: int
+    audio_start_ms: int
+
+
+class UtteranceEnd(_Out):
+    type: Literal["utterance_end"] = "utterance_end"
+    utterance_id: str
+    segment_id: int
+    reason: str
+    audio_end_ms: int
+
+
+class Langs(_Out):
+    type: Literal["langs"] = "langs"
+    source_lang: str | None
+    target_lang: str | None
+    translate: bool
+
+
+class Stopped(_Out):
+    type: Literal["stopped"] = "stopped"
+    pending: list[int]
+
+
+class Pong(_Out):
+    type: Literal["pong"] = "pong"
+    time_ms: int
+
+
+class _ResultOut(_Out):
+    """Fields every message derived from a Kafka ``Result`` carries."""
+
+    session_id: str
+    utterance_id: str
+    segment_id: int
+    text: str
+    language: str | None
+    audio_start_ms: int
+    audio_end_ms: int
+    processing_ms: int
+
+
+class SegmentOut(_Out):
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+class Realtime(_ResultOut):
+    type: Literal["realtime"] = "realtime"
+    revision: int
+
+
+class Final(_ResultOut):
+    type: Literal["final"] = "final"
+    segments: list[SegmentOut]
+    language_probability: float | None
+
+
+class TranslationOut(_ResultOut):
+    type: Literal["translation"] = "translation"
+    source_text: str
+    source_lang: str
+    target_lang: str
+    backend: str
+
+
+class ErrorMsg(_Out):
+    """A client mistake, a service condition, or (with the segment fields) one utterance that failed."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    fatal: bool = False
+    session_id: str | None = None
+    utterance_id: str | None = None
+    segment_id: int | None = None
+
+
+ServerMessage = (
+    Ready | UtteranceStart | UtteranceEnd | Langs | Stopped | Pong | Realtime | Final | TranslationOut | ErrorMsg
+)
+
+
+def result_message(r: Result) -> Realtime | Final | TranslationOut | ErrorMsg:
+    """The message a WebSocket client receives for a Kafka ``Result`` of its session."""
+    if r.kind is ResultKind.ERROR:
+        err = r.error
+        return ErrorMsg(
+            code=err.code if err else "internal",
+            message=err.message if err else "",
+            session_id=r.session_id,
+            utterance_id=r.utterance_id,
+            segment_id=r.utterance_index,
+        )
+    common: dict[str, Any] = dict(
+        session_id=r.session_id,
+        utterance_id=r.utterance_id,
+        segment_id=r.utterance_index,
+        text=r.text,
+        language=r.language,
+        audio_start_ms=r.audio_start_ms,
+        audio_end_ms=r.audio_end_ms,
+        processing_ms=r.processing_ms,
+    )
+    if r.kind is ResultKind.REALTIME:
+        return Realtime(**common, revision=r.seq)
+    if r.kind is ResultKind.FINAL:
+        segments = [SegmentOut(start_ms=x.start_ms, end_ms=x.end_ms, text=x.text) for x in r.segments]
+        return Final(**common, segments=segments, language_probability=r.language_probability)
+    t = r.translation
+    if t is None:
+        raise ValueError(f"TRANSLATION result {r.utterance_id} carries no translation")
+    common["text"] = t.text
+    return TranslationOut(
+        **common, source_text=r.text, source_lang=t.source_lang, target_lang=t.target_lang, backend=t.backend
+    )
