@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from babelstream.engines.stt import SttEngine
-from babelstream.utterances import Final, Interim, Utterance, UtteranceAssembler, utterance_result
+from babelstream.utterances import Discard, Final, Interim, Utterance, UtteranceAssembler, utterance_result
 from schemas.records import ErrorInfo, Result, ResultKind, now_ms
 from streams.app import StreamApp
 from streams.topics import session_key
@@ -88,6 +88,9 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                 await interim(action)
             elif isinstance(action, Final):
                 await finalize(action.utterance)
+            elif isinstance(action, Discard):
+                ERRORS.labels(action.reason).inc()
+                event.ack()
             OPEN.set(len(assembler.open))
 
     @app.on_partitions_revoked.connect

@@ -132,6 +132,7 @@ def stream(
     source_lang: str = typer.Option(None, help="ISO 639-1; default: detect"),
     target_lang: str = typer.Option(None, help="translate into this language"),
     pace: float = typer.Option(1.0, help="1 = real time, 0 = as fast as possible"),
+    api_key: str = typer.Option(None, envvar="BABELSTREAM_API_KEY", help="API key or JWT, if the gateway needs one"),
 ) -> None:
     """Stream an audio file to the gateway and print interim, final and translated text."""
     from faster_whisper.audio import decode_audio
@@ -163,8 +164,31 @@ def stream(
             pace=pace,
             on_message=show,
             timeout_s=3600,
+            api_key=api_key,
         )
     )
+
+
+keys = typer.Typer(help="API keys for the gateway (AUTH, API_KEYS, API_KEYS_FILE)")
+app.add_typer(keys, name="keys")
+
+
+@keys.command("new")
+def keys_new(
+    name: str = typer.Argument(..., help="who the key is for (letters, digits, - and _)"),
+    max_sessions: int = typer.Option(None, help="concurrent sessions for this key (default MAX_SESSIONS_PER_KEY)"),
+) -> None:
+    """Make an API key: give the key to the client; put only the entry line into API_KEYS_FILE."""
+    import re
+
+    from gateway.auth import key_digest, new_api_key
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise typer.BadParameter("use letters, digits, - and _ (at most 64)")
+    key = new_api_key()
+    entry = f"{name}:{key_digest(key)}" + (f":{max_sessions}" if max_sessions else "")
+    print(f"key (shown once; the gateway keeps only its digest): {key}")
+    print(f"entry for API_KEYS_FILE: {entry}")
 
 
 @app.command()
@@ -174,6 +198,7 @@ def load(
     url: str = typer.Option("ws://127.0.0.1:5026", help="gateway WebSocket URL"),
     pace: float = typer.Option(1.0, help="1 = real time, 0 = as fast as possible"),
     source_lang: str = typer.Option(None, help="ISO 639-1; default: detect"),
+    api_key: str = typer.Option(None, envvar="BABELSTREAM_API_KEY", help="API key or JWT, if the gateway needs one"),
 ) -> None:
     """Load test: N clients stream the file at once; prints latency percentiles."""
     from faster_whisper.audio import decode_audio
@@ -183,7 +208,7 @@ def load(
     from babelstream.load import run_load, summarize
 
     pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=16000))
-    reports, failed = asyncio.run(run_load(url, pcm, clients, pace=pace, source_lang=source_lang))
+    reports, failed = asyncio.run(run_load(url, pcm, clients, pace=pace, source_lang=source_lang, api_key=api_key))
     summary = summarize(reports, failed)
     table = Table(title=f"{clients} clients, pace {pace}")
     for col in ("metric", "p50", "p90", "p99"):

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -16,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 @dataclass
 class StreamReport:
     session_id: str = ""
+    resume_token: str | None = None  # issued with a new session; needed to resume it
     messages: list[dict[str, Any]] = field(default_factory=list)
     audio_end_monotonic: float = 0.0
     first_interim_s: float | None = None
@@ -53,6 +55,9 @@ async def stream_audio(
     timeout_s: float = 120.0,
     on_message: Callable[[dict[str, Any]], None] | None = None,
     received_up_to: int | None = None,
+    resume_token: str | None = None,
+    api_key: str | None = None,
+    ssl: SSLContext | None = None,
 ) -> StreamReport:
     """Send 16-bit mono PCM in ``frame_ms`` frames, ``pace`` x real time (0 = as fast as possible),
     then ``stop`` and wait for the finals (and translations) of every utterance."""
@@ -67,14 +72,17 @@ async def stream_audio(
         start_msg["translate"] = True
     if session_id:
         start_msg["session_id"] = session_id
+        start_msg["resume_token"] = resume_token
     if received_up_to is not None:
         start_msg["received_up_to"] = received_up_to
-    async with asyncio.timeout(timeout_s), connect(url, max_size=2**22) as ws:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    async with asyncio.timeout(timeout_s), connect(url, max_size=2**22, additional_headers=headers, ssl=ssl) as ws:
         await ws.send(json.dumps(start_msg))
         ready = json.loads(await ws.recv())
         if ready.get("type") != "ready":
             raise RuntimeError(f"gateway refused the session: {ready}")
         report.session_id = ready["session_id"]
+        report.resume_token = ready.get("resume_token") or resume_token
         report.messages.append(ready)
         reader = asyncio.create_task(_read(ws, report, on_message))
         t_start = time.monotonic()

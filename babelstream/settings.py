@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VadVote = Literal["both", "any", "webrtc", "silero"]
@@ -56,6 +56,35 @@ class Settings(BaseSettings):
     max_pending_utterances: int = Field(default=8, description="utterances awaiting a final, per session")
     max_sessions: int = 1000
     session_idle_timeout_s: float = Field(default=300.0, description="close clients silent for this long")
+    start_timeout_s: float = Field(default=5.0, gt=0, description="a connection must send start within this")
+    max_unstarted_connections: int = Field(
+        default=256, ge=1, description="connections yet to send start; past it the oldest is closed"
+    )
+    max_realtime_factor: float = Field(
+        default=4.0, gt=0, description="audio faster than this multiple of real time is paced (0 < x)"
+    )
+    audio_burst_s: float = Field(default=30.0, ge=0, description="audio accepted at once before pacing begins")
+    session_resume_ttl_s: float = Field(
+        default=3600.0, gt=0, description="a session's state is deleted (tombstoned) this long after its last use"
+    )
+
+    # --- Access -------------------------------------------------------------------------------------
+    auth: Literal["auto", "required", "off"] = Field(
+        default="auto", description="auto: required when the gateway listens beyond loopback or keys are set"
+    )
+    api_keys: str = Field(default="", description="name:sha256hex[:max_sessions] entries, comma-separated")
+    api_keys_file: Path | None = Field(default=None, description="one name:sha256hex[:max_sessions] per line")
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 secret of accepted JWTs")
+    jwt_public_key_file: Path | None = Field(default=None, description="RS256 public key (PEM) of accepted JWTs")
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    allowed_origins: str = Field(
+        default="", description="browser Origins allowed, comma-separated; empty: the gateway's own host; *: any"
+    )
+    max_sessions_per_key: int = Field(default=100, ge=1, description="concurrent sessions of one key or subject")
+    metrics_auth: bool = Field(default=False, description="/metrics needs the same credentials as clients")
+    tls_cert_file: Path | None = Field(default=None, description="serve wss:// and https:// with this chain")
+    tls_key_file: Path | None = None
 
     # --- VAD / segmentation ------------------------------------------------------------------------
     vad_frame_ms: Literal[10, 20, 30] = 30
@@ -107,7 +136,13 @@ class Settings(BaseSettings):
             raise ValueError("MIN_SAMPLE_RATE_HZ must not exceed MAX_SAMPLE_RATE_HZ")
         if self.chunk_ms < self.vad_frame_ms:
             raise ValueError("CHUNK_MS must be at least VAD_FRAME_MS")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together")
         return self
+
+    @property
+    def gateway_on_loopback(self) -> bool:
+        return self.gateway_host in ("127.0.0.1", "localhost", "::1") or self.gateway_host.startswith("127.")
 
     @property
     def archive_path(self) -> Path:

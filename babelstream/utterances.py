@@ -11,13 +11,14 @@ trusted for it (a record stamped in the future must not end other utterances ear
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from babelstream.audio.resample import pcm16_to_float
 from babelstream.engines.stt import Transcription
-from schemas.records import AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Segment
+from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Segment
 
 
 @dataclass
@@ -60,7 +61,16 @@ class Final:
     utterance: Utterance
 
 
-Action = Interim | Final
+@dataclass(frozen=True)
+class Discard:
+    """The event belongs to no utterance this worker assembles: ack it and go on."""
+
+    reason: str
+
+
+Action = Interim | Final | Discard
+
+CLOSED_REMEMBERED = 10_000  # ids of utterances closed by a takeover whose late audio is discarded
 
 
 class UtteranceAssembler:
@@ -71,9 +81,14 @@ class UtteranceAssembler:
         self.interim_max_lag_ms = interim_max_lag_ms
         self.abandon_after_ms = abandon_after_ms
         self.open: dict[str, Utterance] = {}
+        self._taken_over: OrderedDict[str, None] = OrderedDict()
 
     def add(self, ev: AudioEvent, now_ms: int, partition: int = -1, tag: object = None) -> Action | None:
         u = self.open.get(ev.utterance_id)
+        if ev.kind is AudioEventKind.END and ev.seq == TAKEOVER_SEQ:
+            return self._take_over(ev, u, tag)
+        if u is None and ev.utterance_id in self._taken_over:
+            return Discard("taken_over")  # audio the old connection sent after the session moved on
         if u is None:
             u = Utterance(
                 ev.session_id,
@@ -110,6 +125,19 @@ class UtteranceAssembler:
             return Interim(u, u.interim_count)
         return None
 
+    def _take_over(self, ev: AudioEvent, u: Utterance | None, tag: object) -> Final | Discard:
+        """Another connection took the session over: close the utterance with what it has, if still open."""
+        if u is None:
+            return Discard("already_ended")  # ended normally, or finalised before a redelivery
+        if tag is not None:
+            u.tags.append(tag)
+        u.end_reason = ev.end_reason or "takeover"
+        del self.open[ev.utterance_id]
+        self._taken_over[ev.utterance_id] = None
+        while len(self._taken_over) > CLOSED_REMEMBERED:
+            self._taken_over.popitem(last=False)
+        return Final(u)
+
     def abandoned(self, clock_ms: int) -> list[Final]:
         """Utterances with no event for ``abandon_after_ms`` by the worker's clock: finalise what they have."""
         out = []
@@ -142,6 +170,7 @@ def utterance_result(
     r = Result(
         session_id=u.session_id,
         utterance_index=u.utterance_index,
+        utterance_id=u.utterance_id,
         kind=kind,
         seq=revision,
         audio_start_ms=u.start_ms,

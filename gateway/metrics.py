@@ -17,3 +17,10 @@ SLOW_CLIENTS = Counter("babelstream_gateway_slow_clients_total", "Clients closed
 RESULT_LATENCY_S = Histogram(
     "babelstream_gateway_result_latency_seconds", "From newest audio produced to result delivered", ["type"]
 )
+KAFKA_UP = Gauge("babelstream_gateway_kafka_up", "1 when the last Kafka metadata request succeeded")
+TAKEOVERS = Counter("babelstream_gateway_takeovers_total", "Connections closed because their session resumed elsewhere")
+PACED_S = Counter(
+    "babelstream_gateway_paced_seconds_total", "Seconds clients were held back for sending audio too fast"
+)
+SESSIONS_EXPIRED = Counter("babelstream_gateway_sessions_expired_total", "Session states tombstoned after their TTL")
+AUTH_FAILURES = Counter("babelstream_gateway_auth_failures_total", "Handshakes refused", ["reason"])

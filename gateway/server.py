@@ -13,6 +13,9 @@ import logging
 import os
 import signal
 import socket
+import ssl
+from collections import Counter
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 
@@ -20,17 +23,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
 from babelstream.settings import Settings
 from gateway import metrics as m
+from gateway.auth import ANONYMOUS, Authenticator, AuthError, Principal, origin_allowed
+from gateway.pacing import AudioPacer
 from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
 from schemas.messages import ErrorMsg, ProtocolError, ServerMessage, Start, parse_client_message
-from schemas.records import AudioEventKind, Result, ResultKind, now_ms
+from schemas.records import AudioEventKind, Result, ResultKind, SessionState, now_ms
 from streams.deadletter import DeadLetters
-from streams.producer import EventProducer
+from streams.producer import EventProducer, KafkaUnavailable
 from streams.reader import read_session_results
 from streams.topics import Codecs, ensure_topics, topic_specs
 
@@ -40,13 +46,32 @@ BACKFILL_MARGIN_MS = 60_000  # results up to this long before the disconnect are
 
 
 class Connection:
-    def __init__(self, ws: ServerConnection, session: ClientSession, queue_max: int) -> None:
+    def __init__(self, ws: ServerConnection, session: ClientSession, queue_max: int, pacer: AudioPacer) -> None:
         self.ws = ws
         self.session = session
         self.queue: asyncio.Queue[ServerMessage | None] = asyncio.Queue(maxsize=queue_max)
         self.slow = False
         self.backfill_since_ms: int | None = None
         self.backfill_after_segment = -1
+        self.pacer = pacer
+        self.principal: Principal = getattr(ws, "principal", ANONYMOUS)  # set by the handshake's auth check
+        self.counted = False  # one of its principal's concurrent sessions
+        self.paced = False  # told once that its audio is being paced
+        self.writer_task: asyncio.Task[None] | None = None
+        self.done = asyncio.Event()  # set once the handler has ended the session's open utterance
+
+    def close_with(self, error: ErrorMsg, code: int = 1008) -> None:
+        """Send a fatal error, then close: the handler's receive loop ends and cleans up."""
+        self.enqueue(error)
+
+        async def close() -> None:
+            await self.finish()
+            if self.writer_task is not None:
+                with contextlib.suppress(TimeoutError, ConnectionClosed):
+                    await asyncio.wait_for(asyncio.shield(self.writer_task), 2)
+            await self.ws.close(code, error.code)
+
+        asyncio.get_running_loop().create_task(close())
 
     def enqueue(self, msg: ServerMessage) -> None:
         if self.slow:
@@ -84,12 +109,33 @@ class Gateway:
         self.codecs = Codecs.create(settings, self.topics)
         self.producer = EventProducer(settings.bootstrap, self.topics, self.codecs)
         self.dead_letters = DeadLetters("gateway", self.producer.send_dead_letter)
-        self.store = SessionStore(settings.bootstrap, self.topics.sessions.name, self.codecs, self.dead_letters)
+        self.store = SessionStore(
+            settings.bootstrap, self.topics.sessions.name, self.codecs, self.dead_letters, self._on_state
+        )
         self.router = ResultRouter(
             settings.bootstrap, self.topics.results.name, self.codecs, self.deliver, self.dead_letters
         )
-        self.clients: dict[str, Connection] = {}
+        self.clients: dict[str, Connection] = {}  # started sessions, by session id
+        self.unstarted: dict[Connection, None] = {}  # connections yet to send start, oldest first
         self.connections = 0
+        self.kafka_ok = True
+        self._tasks: list[asyncio.Task[None]] = []
+        self.auth = Authenticator.create(
+            mode=settings.auth,
+            listens_beyond_loopback=not settings.gateway_on_loopback,
+            api_keys=settings.api_keys,
+            api_keys_file=settings.api_keys_file,
+            jwt_secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+            jwt_public_key_file=settings.jwt_public_key_file,
+            jwt_audience=settings.jwt_audience,
+            jwt_issuer=settings.jwt_issuer,
+        )
+        self.origins = frozenset(o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip())
+        self.sessions_of: Counter[str] = Counter()  # concurrent sessions per principal
+        self.tls: ssl.SSLContext | None = None
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         self._silero_path = find_silero_model(settings.silero_model_path) if settings.vad_vote != "webrtc" else None
         self._ws: Server | None = None
         self._http: web.AppRunner | None = None
@@ -102,6 +148,10 @@ class Gateway:
         await self.producer.start()
         await self.store.start()
         await self.router.start()
+        self._tasks = [
+            asyncio.create_task(self._probe_kafka(), name="kafka-probe"),
+            asyncio.create_task(self._keep_sessions(), name="session-keeper"),
+        ]
         self._ws = await serve(
             self.handler,
             self.s.gateway_host,
@@ -110,6 +160,8 @@ class Gateway:
             max_queue=32,
             ping_interval=20,
             ping_timeout=20,
+            process_request=self._check_handshake,
+            ssl=self.tls,
         )
         self.port = self._ws.sockets[0].getsockname()[1]
         app = web.Application()
@@ -122,19 +174,25 @@ class Gateway:
             app.router.add_static("/static/", str(static))
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
-        site = web.TCPSite(self._http, self.s.gateway_host, self.s.health_port)
+        site = web.TCPSite(self._http, self.s.gateway_host, self.s.health_port, ssl_context=self.tls)
         await site.start()
         self.health_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info(
-            "gateway %s: ws://%s:%d, health http://%s:%d/healthz",
+            "gateway %s: %s://%s:%d, health %s://%s:%d/healthz, authentication %s",
             self.gateway_id,
+            "wss" if self.tls else "ws",
             self.s.gateway_host,
             self.port,
+            "https" if self.tls else "http",
             self.s.gateway_host,
             self.health_port,
+            "required" if self.auth.required else "off",
         )
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._ws is not None:
             self._ws.close()
             await self._ws.wait_closed()
@@ -145,46 +203,104 @@ class Gateway:
             await self._http.cleanup()
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        ok = self.router.running and self._ws is not None
-        body = {"status": "ok" if ok else "degraded", "gateway_id": self.gateway_id, "clients": len(self.clients)}
-        return web.json_response(body, status=200 if ok else 503)
+        """200 only when this gateway can take a new session: serving, following its topics, Kafka
+        reachable and sessions below MAX_SESSIONS (a load balancer sends new clients elsewhere on 503)."""
+        saturated = len(self.clients) >= self.s.max_sessions
+        serving = self.router.running and self.store.running and self._ws is not None
+        status = "ok"
+        if not serving or not self.kafka_ok:
+            status = "degraded"
+        elif saturated:
+            status = "saturated"
+        body = {
+            "status": status,
+            "gateway_id": self.gateway_id,
+            "clients": len(self.clients),
+            "max_sessions": self.s.max_sessions,
+            "unstarted": len(self.unstarted),
+            "kafka": "ok" if self.kafka_ok else "unreachable",
+            "following": serving,
+        }
+        return web.json_response(body, status=200 if status == "ok" else 503)
 
-    async def _metrics(self, _: web.Request) -> web.Response:
+    async def _probe_kafka(self, every_s: float = 5.0) -> None:
+        while True:
+            ok = await self.producer.kafka_reachable(every_s)
+            if ok != self.kafka_ok:
+                log.warning("Kafka is %s", "reachable again" if ok else "unreachable")
+            self.kafka_ok = ok
+            m.KAFKA_UP.set(int(ok))
+            await asyncio.sleep(every_s)
+
+    async def _keep_sessions(self) -> None:
+        """Refresh the state of live sessions and tombstone states unused for SESSION_RESUME_TTL_S (their
+        connection ended, or their gateway died): the sessions topic does not grow forever."""
+        ttl_ms = int(self.s.session_resume_ttl_s * 1000)
+        every_s = min(60.0, self.s.session_resume_ttl_s / 4)
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                for conn in list(self.clients.values()):
+                    await self._apply(conn, conn.session.keepalive())
+                for sid in self.store.expired(now_ms() - ttl_ms):
+                    if sid not in self.clients:
+                        await self.producer.delete_session(sid)
+                        m.SESSIONS_EXPIRED.inc()
+            except Exception:
+                log.exception("session upkeep failed; trying again in %g s", every_s)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self.s.metrics_auth:
+            try:
+                self.auth.authenticate(request.headers.get("Authorization"), request.path_qs)
+            except AuthError as e:
+                return web.Response(status=e.status, text=e.message + "\n")
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _client_config(self, _: web.Request) -> web.Response:
-        return web.json_response({"ws_port": self.port})
+        return web.json_response({"ws_port": self.port, "tls": self.tls is not None, "auth": self.auth.required})
+
+    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Before the WebSocket upgrade: a browser's Origin must be allowed, and the credential valid."""
+        if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.origins):
+            m.AUTH_FAILURES.labels("origin").inc()
+            return connection.respond(HTTPStatus.FORBIDDEN, "this Origin is not in ALLOWED_ORIGINS\n")
+        try:
+            connection.principal = self.auth.authenticate(  # type: ignore[attr-defined]
+                request.headers.get("Authorization"), request.path
+            )
+        except AuthError as e:
+            m.AUTH_FAILURES.labels(str(e.status)).inc()
+            return connection.respond(HTTPStatus(e.status), e.message + "\n")
+        return None
 
     # -- clients ----------------------------------------------------------------------------------
     def _vad(self) -> DualVad:
         return DualVad.from_settings(self.s, SileroVad(self._silero_path) if self._silero_path else None)
 
     async def handler(self, ws: ServerConnection) -> None:
-        if self.connections >= self.s.max_sessions:
-            await ws.send(
-                ErrorMsg(code="server_busy", message="too many sessions on this gateway", fatal=True).to_json()
-            )
-            await ws.close(1013, "server_busy")
-            return
         self.connections += 1
         m.CLIENTS.inc()
         session = ClientSession(self.s, self.gateway_id, self._vad)
-        conn = Connection(ws, session, self.s.client_queue_max)
-        writer = asyncio.create_task(conn.writer())
+        conn = Connection(
+            ws, session, self.s.client_queue_max, AudioPacer(self.s.max_realtime_factor, self.s.audio_burst_s)
+        )
+        self._admit(conn)
+        conn.writer_task = asyncio.create_task(conn.writer())
         backfill: asyncio.Task[None] | None = None
+        start_deadline = asyncio.get_running_loop().time() + self.s.start_timeout_s
         try:
             while True:
+                if session.started:
+                    wait_s, timeout_error = self.s.session_idle_timeout_s, "idle_timeout"
+                else:
+                    wait_s, timeout_error = start_deadline - asyncio.get_running_loop().time(), "start_timeout"
                 try:
-                    async with asyncio.timeout(self.s.session_idle_timeout_s):
+                    async with asyncio.timeout(max(0.0, wait_s)):
                         message = await ws.recv()
                 except TimeoutError:
-                    conn.enqueue(
-                        ErrorMsg(
-                            code="idle_timeout",
-                            message=f"nothing received for {self.s.session_idle_timeout_s:g} s",
-                            fatal=True,
-                        )
-                    )
+                    what = "nothing received" if session.started else "no start message"
+                    conn.enqueue(ErrorMsg(code=timeout_error, message=f"{what} for {wait_s:g} s", fatal=True))
                     break
                 try:
                     await self._apply(conn, await self._on_message(conn, message))
@@ -195,28 +311,53 @@ class Gateway:
                     conn.enqueue(e.to_message())
                     if e.fatal:
                         break
-                if conn.slow:
+                if conn.slow or session.superseded:
                     break
         except ConnectionClosed:
             pass
+        except KafkaUnavailable as e:
+            log.warning("session %s: Kafka unavailable: %s", session.session_id, e)
+            conn.enqueue(
+                ErrorMsg(
+                    code="unavailable",
+                    message="the message broker cannot be reached; reconnect and resume the session shortly",
+                    fatal=True,
+                )
+            )
         except Exception:
             log.exception("session %s failed", session.session_id)
             conn.enqueue(ErrorMsg(code="internal", message="internal error; the session was closed", fatal=True))
         finally:
+            self.unstarted.pop(conn, None)
             try:
                 await self._apply(conn, session.disconnect())
             except Exception:
                 log.exception("could not end the open utterance of session %s", session.session_id)
             if session.session_id and self.clients.get(session.session_id) is conn:
                 del self.clients[session.session_id]
+            if conn.counted:
+                self.sessions_of[conn.principal.name] -= 1
+            conn.done.set()
             if backfill is not None:
                 backfill.cancel()
             await conn.finish()
             with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
-                await asyncio.wait_for(writer, 5)
-            writer.cancel()
+                await asyncio.wait_for(conn.writer_task, 5)
+            conn.writer_task.cancel()
             self.connections -= 1
             m.CLIENTS.dec()
+
+    def _admit(self, conn: Connection) -> None:
+        """Count a new connection as unstarted; past MAX_UNSTARTED_CONNECTIONS the one that has waited
+        longest is closed, so a flood of connections that never start cannot lock real clients out."""
+        self.unstarted[conn] = None
+        if len(self.unstarted) > self.s.max_unstarted_connections:
+            oldest = next(iter(self.unstarted))
+            self.unstarted.pop(oldest)
+            m.ERRORS.labels("start_timeout").inc()
+            oldest.close_with(
+                ErrorMsg(code="start_timeout", message="too many connections are waiting to start", fatal=True)
+            )
 
     async def _on_message(self, conn: Connection, message: str | bytes) -> list[Output]:
         session = conn.session
@@ -226,21 +367,83 @@ class Gateway:
             )
         if isinstance(message, bytes):
             m.AUDIO_BYTES.inc(len(message))
-            return session.audio(message)
+            await self._pace(conn, session.frame_seconds(len(message)))
+            # resampling and both VADs run off the event loop, one frame at a time per session
+            return session.segments(await asyncio.to_thread(session.analyse, message))
         msg = parse_client_message(message)
         if not isinstance(msg, Start):
             return session.handle(msg)
-        prior = await self.store.get(msg.session_id) if msg.session_id else None
+        return await self._start(conn, msg)
+
+    async def _pace(self, conn: Connection, audio_s: float) -> None:
+        delay_s = conn.pacer.take(audio_s, asyncio.get_running_loop().time())
+        if delay_s <= 0:
+            return
+        m.PACED_S.inc(delay_s)
+        if not conn.paced:
+            conn.paced = True
+            conn.enqueue(
+                ErrorMsg(
+                    code="rate_limited",
+                    message=f"audio arrives faster than {self.s.max_realtime_factor:g}x real time"
+                    f" (after a {self.s.audio_burst_s:g} s burst); it is accepted at that pace",
+                )
+            )
+        await asyncio.sleep(delay_s)
+
+    async def _start(self, conn: Connection, msg: Start) -> list[Output]:
+        session = conn.session
+        if session.started:
+            return session.start(msg, None)  # raises already_started
+        if len(self.clients) >= self.s.max_sessions:
+            raise ProtocolError("server_busy", "this gateway has MAX_SESSIONS sessions; try another", fatal=True)
+        who = conn.principal
+        limit = who.max_sessions or self.s.max_sessions_per_key
+        if who is not ANONYMOUS and self.sessions_of[who.name] >= limit:
+            raise ProtocolError("too_many_sessions", f"{who.name} already has {limit} sessions open", fatal=True)
+        prior = None
+        if msg.session_id:
+            prior = await self.store.get(msg.session_id)
+            ClientSession.authorize_resume(msg, prior)  # before anything happens to the session's owner
+            old = self.clients.get(msg.session_id)
+            if old is not None and old is not conn:
+                await self._supersede(old)  # its open utterance is ended before this one begins
+                prior = await self.store.get(msg.session_id)
         outputs = session.start(msg, prior)
         assert session.session_id is not None
-        old = self.clients.get(session.session_id)
-        if old is not None and old is not conn:  # the same session reconnected: the newest wins
-            await old.ws.close(1000, "session resumed on another connection")
+        self.unstarted.pop(conn, None)
         self.clients[session.session_id] = conn
+        self.sessions_of[conn.principal.name] += 1
+        conn.counted = True
         if prior is not None:  # results that came while the client was away
             conn.backfill_since_ms = prior.updated_at_ms - BACKFILL_MARGIN_MS
             conn.backfill_after_segment = -1 if msg.received_up_to is None else msg.received_up_to
         return outputs
+
+    async def _supersede(self, old: Connection, timeout_s: float = 10.0) -> None:
+        """Another connection resumed ``old``'s session: close ``old`` without letting it write session
+        state again, and wait until its handler has ended its open utterance on Kafka."""
+        if not old.session.superseded:
+            old.session.superseded = True
+            m.TAKEOVERS.inc()
+            old.close_with(
+                ErrorMsg(
+                    code="session_taken_over",
+                    message="this session was resumed on another connection",
+                    fatal=True,
+                ),
+                code=4001,
+            )
+        try:
+            await asyncio.wait_for(old.done.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("the superseded connection of %s did not close in %g s", old.session.session_id, timeout_s)
+
+    def _on_state(self, state: SessionState) -> None:
+        """A newer state of a session connected here means another gateway took it over."""
+        conn = self.clients.get(state.session_id)
+        if conn is not None and state.epoch > conn.session.epoch:
+            asyncio.get_running_loop().create_task(self._supersede(conn))
 
     async def _apply(self, conn: Connection, outputs: list[Output]) -> None:
         for out in outputs:
@@ -255,7 +458,11 @@ class Gateway:
                 else:
                     m.SEGMENTS.labels(ev.end_reason or "end").inc()
             elif isinstance(out, SaveState):
-                (await self.producer.send_session(out.state)).add_done_callback(_log_failed_delivery)
+                fut = await self.producer.send_session(out.state)
+                if out.durable:
+                    await fut  # stored before anything that depends on it is produced
+                else:
+                    fut.add_done_callback(_log_failed_delivery)
 
     async def _backfill(self, conn: Connection, since_ms: int) -> None:
         """Deliver a resumed session's results produced while it was disconnected (duplicates are dropped)."""

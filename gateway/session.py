@@ -3,6 +3,9 @@ audio events and session state for Kafka) out. The server (``gateway/server.py``
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +32,16 @@ from schemas.messages import (
     UtteranceStart,
     result_message,
 )
-from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState, now_ms, utterance_id
+from schemas.records import (
+    TAKEOVER_SEQ,
+    AudioEvent,
+    AudioEventKind,
+    Result,
+    ResultKind,
+    SessionState,
+    now_ms,
+    utterance_id,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,11 @@ class Produce:
 @dataclass(frozen=True)
 class SaveState:
     state: SessionState
+    durable: bool = False  # wait until Kafka has stored it before the next output
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 Output = ToClient | Produce | SaveState
@@ -56,12 +73,15 @@ class ClientSession:
         self.gateway_id = gateway_id
         self._vad_factory = vad_factory
         self.session_id: str | None = None
+        self.epoch = 0  # this connection's identity within the session (see SessionState.epoch)
+        self.superseded = False  # another connection took the session over: write no more state
+        self.closed = False
         self.state: SessionState | None = None
         self.pipeline: SpeechPipeline | None = None
         self.realtime = True
         self.stopped = False
         self.pending: set[int] = set()  # utterances sent to STT, FINAL not yet received
-        self.delivered: set[tuple[ResultKind, int]] = set()
+        self.delivered: set[tuple[ResultKind, str]] = set()
         self._dropped: set[int] = set()
         self._overload_reported = False
         self.audio_bytes_in = 0
@@ -84,6 +104,7 @@ class ClientSession:
             raise ProtocolError("bad_channels", f"channels must be 1..{s.max_channels}")
         if msg.translate and not msg.target_lang:
             raise ProtocolError("invalid_message", "translate=true needs a target_lang")
+        token = self.authorize_resume(msg, prior)
         resumed = prior is not None
         if prior is not None:  # fields the client does not repeat carry over from the stored session
             given = msg.model_fields_set
@@ -94,7 +115,8 @@ class ClientSession:
                     if f not in given and getattr(prior, f) is not None
                 }
             )
-        self.session_id = msg.session_id or uuid.uuid4().hex
+        self.session_id = prior.session_id if prior else uuid.uuid4().hex
+        self.epoch = max(now_ms(), prior.epoch + 1 if prior else 0)
         first_index = prior.next_utterance_index if prior else 0
         start_ms = prior.audio_ms_total if prior else 0
         self.state = SessionState(
@@ -109,6 +131,8 @@ class ClientSession:
             encoding=msg.encoding,
             audio_ms_total=start_ms,
             created_at_ms=prior.created_at_ms if prior else now_ms(),
+            epoch=self.epoch,
+            resume_token_sha256=prior.resume_token_sha256 if prior else token_digest(token or ""),
         )
         self.realtime = msg.realtime
         try:
@@ -133,8 +157,46 @@ class ClientSession:
             source_lang=msg.source_lang,
             target_lang=msg.target_lang,
             translate=msg.translate,
+            resume_token=token,
         )
-        return [SaveState(self.state), ToClient(ready)]
+        out: list[Output] = []
+        if prior is not None and prior.open_utterance_index is not None:
+            # the connection before this one began an utterance and never ended it (its gateway died, or it
+            # is being closed now): close it on the STT side with what it has
+            out.append(
+                Produce(
+                    AudioEvent(
+                        session_id=self.session_id,
+                        utterance_index=prior.open_utterance_index,
+                        utterance_id=utterance_id(self.session_id, prior.open_utterance_index, prior.epoch),
+                        seq=TAKEOVER_SEQ,
+                        kind=AudioEventKind.END,
+                        pcm=b"",
+                        audio_offset_ms=start_ms,
+                        end_reason="takeover",
+                        gateway_id=self.gateway_id,
+                    )
+                )
+            )
+            self.pending.add(prior.open_utterance_index)
+        return [*out, SaveState(self.state, durable=True), ToClient(ready)]
+
+    @staticmethod
+    def authorize_resume(msg: Start, prior: SessionState | None) -> str | None:
+        """Session ids are issued by the server and resuming needs the secret token issued with them.
+        Returns the token of a new session (None when resuming)."""
+        if msg.session_id is None:
+            return secrets.token_urlsafe(32)
+        if prior is None:
+            raise ProtocolError(
+                "unknown_session",
+                f"no session {msg.session_id!r} to resume (ids are issued by the server in 'ready');"
+                " start without a session_id for a new session",
+            )
+        given = token_digest(msg.resume_token) if msg.resume_token else ""
+        if not prior.resume_token_sha256 or not hmac.compare_digest(given, prior.resume_token_sha256):
+            raise ProtocolError("forbidden", "resuming a session needs the resume_token issued in its 'ready'")
+        return None
 
     def handle(self, msg: SetLangs | Flush | Stop | Ping) -> list[Output]:
         if isinstance(msg, Ping):
@@ -150,40 +212,63 @@ class ClientSession:
             if st.translate and not st.target_lang:
                 raise ProtocolError("invalid_message", "translate=true needs a target_lang")
             return [
-                self._save(),
+                *self._save(),
                 ToClient(Langs(source_lang=st.source_lang, target_lang=st.target_lang, translate=st.translate)),
             ]
         reason = "flush" if isinstance(msg, Flush) else "stop"
-        out = self._segments(self.pipeline.flush(reason))  # type: ignore[union-attr]
+        out = self.segments(self.pipeline.flush(reason))  # type: ignore[union-attr]
         if isinstance(msg, Stop):
             self.stopped = True
-            out += [self._save(connected=False), ToClient(Stopped(pending=sorted(self.pending)))]
+            out += [*self._save(connected=False), ToClient(Stopped(pending=sorted(self.pending)))]
         return out
 
     def disconnect(self) -> list[Output]:
-        if not self.started or self.stopped:
+        """The connection is gone: end its open utterance; its state says it is away (unless superseded)."""
+        if not self.started or self.stopped or self.closed:
             return []
-        out = self._segments(self.pipeline.flush("disconnect"))  # type: ignore[union-attr]
-        return [*out, self._save(connected=False)]
+        self.closed = True
+        out = self.segments(self.pipeline.flush("disconnect"))  # type: ignore[union-attr]
+        return [*out, *self._save(connected=False)]
+
+    def keepalive(self) -> list[Output]:
+        """The state again with a fresh ``updated_at_ms``, so a live session is never expired."""
+        if not self.started or self.closed:
+            return []
+        return self._save(connected=not self.stopped)
 
     # -- audio ------------------------------------------------------------------------------------
+    def frame_seconds(self, nbytes: int) -> float:
+        """Seconds of audio in a binary frame of the declared format."""
+        st = self.state
+        if st is None:
+            return 0.0
+        width = 4 if st.encoding == "pcm_f32le" else 2
+        return nbytes / (st.input_sample_rate_hz * st.channels * width)
+
     def audio(self, data: bytes) -> list[Output]:
+        return self.segments(self.analyse(data))
+
+    def analyse(self, data: bytes) -> list[SegmentEvent]:
+        """Resample and run the VAD over a frame: the CPU-heavy half of :meth:`audio`, touching only the
+        pipeline, so the server may run it off the event loop (one frame at a time per session)."""
         if not self.started:
             raise ProtocolError("not_started", "send a start message before audio frames")
-        if self.stopped:
+        if self.stopped or self.closed:
             raise ProtocolError("stopped", "the session was stopped; open a new one to send more audio")
         self.audio_bytes_in += len(data)
         try:
-            return self._segments(self.pipeline.feed(data))  # type: ignore[union-attr]
+            return self.pipeline.feed(data)  # type: ignore[union-attr]
         except AudioFormatError as e:
             raise ProtocolError("bad_audio", str(e)) from None
 
-    def _segments(self, events: list[SegmentEvent]) -> list[Output]:
+    def segments(self, events: list[SegmentEvent]) -> list[Output]:
+        """The outputs for segmenter events (from :meth:`analyse` or a flush)."""
         st = self.state
         assert st is not None and self.session_id is not None
         out: list[Output] = []
         for e in events:
             idx = e.utterance_index
+            uid = utterance_id(self.session_id, idx, self.epoch)
             if isinstance(e, Chunk) and e.seq == 0:
                 if len(self.pending) >= self.s.max_pending_utterances:
                     self._dropped.add(idx)
@@ -199,15 +284,12 @@ class ClientSession:
                             )
                         )
                 else:
-                    out.append(
-                        ToClient(
-                            UtteranceStart(
-                                utterance_id=utterance_id(self.session_id, idx),
-                                segment_id=idx,
-                                audio_start_ms=e.offset_ms,
-                            )
-                        )
-                    )
+                    # reserve the index before any of its audio reaches Kafka: a later connection of this
+                    # session never reuses it, even if this gateway dies the next moment
+                    st.next_utterance_index = idx + 1
+                    st.open_utterance_index = idx
+                    out += self._save(durable=True)
+                    out.append(ToClient(UtteranceStart(utterance_id=uid, segment_id=idx, audio_start_ms=e.offset_ms)))
             if idx in self._dropped:
                 if isinstance(e, End):
                     self._dropped.discard(idx)
@@ -220,6 +302,7 @@ class ClientSession:
                 target_lang=st.target_lang,
                 translate=st.translate,
                 gateway_id=self.gateway_id,
+                utterance_id=uid,
             )
             if isinstance(e, Chunk):
                 out.append(
@@ -243,37 +326,34 @@ class ClientSession:
                     )
                 )  # type: ignore[arg-type]
                 self.pending.add(idx)
-                st.next_utterance_index = idx + 1
+                st.next_utterance_index = max(st.next_utterance_index, idx + 1)
+                st.open_utterance_index = None
                 out.append(
-                    ToClient(
-                        UtteranceEnd(
-                            utterance_id=utterance_id(self.session_id, idx),
-                            segment_id=idx,
-                            reason=e.reason,
-                            audio_end_ms=e.offset_ms,
-                        )
-                    )
+                    ToClient(UtteranceEnd(utterance_id=uid, segment_id=idx, reason=e.reason, audio_end_ms=e.offset_ms))
                 )
-                out.append(self._save())
+                out += self._save()
         return out
 
-    def _save(self, connected: bool = True) -> SaveState:
+    def _save(self, connected: bool = True, durable: bool = False) -> list[Output]:
+        """The session state to store, or nothing once another connection owns the session."""
         st = self.state
         assert st is not None and self.pipeline is not None
+        if self.superseded:
+            return []
         st.audio_ms_total = self.pipeline.segmenter.clock_ms
         st.updated_at_ms = now_ms()
         st.connected = connected
         st.gateway_id = self.gateway_id
-        return SaveState(SessionState(**st.to_avro()))
+        return [SaveState(SessionState(**st.to_avro()), durable)]
 
     # -- results ----------------------------------------------------------------------------------
     def result(self, r: Result) -> ServerMessage | None:
         """The client message for a result of this session, or None for duplicates and unwanted kinds."""
         if r.kind is ResultKind.REALTIME:
-            if not self.realtime or (ResultKind.FINAL, r.utterance_index) in self.delivered:
+            if not self.realtime or (ResultKind.FINAL, r.utterance_id) in self.delivered:
                 return None
             return result_message(r)
-        key = (r.kind, r.utterance_index)
+        key = (r.kind, r.utterance_id)
         if key in self.delivered:
             return None  # redelivered after a worker failover
         self.delivered.add(key)

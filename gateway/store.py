@@ -1,22 +1,38 @@
-"""Session state shared by all gateway instances through the compacted sessions topic.
+"""Session state on the compacted sessions topic.
 
 Each gateway reads the whole topic into memory and keeps following it, so a client reconnecting to any
 instance resumes with its languages and utterance counter. :meth:`SessionStore.get` first waits until the
 local copy has caught up with the topic's end as of the call, so a state written a moment ago by another
-instance is seen. Unreadable states are dead-lettered (``streams.follower``).
+instance is seen. A state older (by connection epoch) than the one already known is a stale write of a
+superseded connection and is ignored. ``on_change`` tells the gateway of every newer state, so a
+connection that another gateway took over is closed there. Unreadable states are dead-lettered
+(``streams.follower``).
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 from schemas.records import SessionState
 from streams.deadletter import DeadLetters
 from streams.follower import TopicFollower
 from streams.topics import Codecs
 
+log = logging.getLogger(__name__)
+
 
 class SessionStore:
-    def __init__(self, bootstrap: str, topic: str, codecs: Codecs, dead_letters: DeadLetters) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        codecs: Codecs,
+        dead_letters: DeadLetters,
+        on_change: Callable[[SessionState], None] | None = None,
+    ) -> None:
         self.states: dict[str, SessionState] = {}
+        self.on_change = on_change
         self._follower = TopicFollower(
             bootstrap, topic, codecs.session, self._on_record, dead_letters, from_start=True, tombstones=True
         )
@@ -25,8 +41,22 @@ class SessionStore:
         sid = key.decode(errors="replace") if key else ""
         if state is None:
             self.states.pop(sid, None)  # tombstone
-        else:
-            self.states[sid] = state
+            return
+        known = self.states.get(sid)
+        if known is not None and state.epoch < known.epoch:
+            log.info("ignoring a stale state of session %s (epoch %d < %d)", sid, state.epoch, known.epoch)
+            return
+        self.states[sid] = state
+        if self.on_change is not None:
+            self.on_change(state)
+
+    def expired(self, before_ms: int) -> list[str]:
+        """Sessions whose state was last written before ``before_ms``."""
+        return [sid for sid, st in self.states.items() if st.updated_at_ms < before_ms]
+
+    @property
+    def running(self) -> bool:
+        return self._follower.running
 
     async def start(self, timeout_s: float = 30.0) -> None:
         await self._follower.start(timeout_s)

@@ -35,9 +35,18 @@ def load_schema_json(name: str) -> dict[str, Any]:
         raise RegistryError(f"unknown schema {name!r}") from None
 
 
+def _ids_file() -> dict[str, Any]:
+    return json.loads((SCHEMA_DIR / "ids.json").read_text())
+
+
 def pinned_ids() -> dict[str, int]:
-    raw = json.loads((SCHEMA_DIR / "ids.json").read_text())
-    return {k: int(v) for k, v in raw.items() if not k.startswith("_")}
+    """The id each current schema is written with."""
+    return {k: int(v) for k, v in _ids_file().items() if not k.startswith("_")}
+
+
+def historic_schemas() -> dict[int, dict[str, Any]]:
+    """Earlier versions, by the id data written with them carries (still read, never written)."""
+    return {int(i): json.loads((SCHEMA_DIR / f).read_text()) for i, f in _ids_file().get("_history", {}).items()}
 
 
 class SchemaRegistry(Protocol):
@@ -50,6 +59,7 @@ class PinnedRegistry:
     def __init__(self) -> None:
         self._ids = pinned_ids()
         self._by_id = {i: parse_schema(load_schema_json(n)) for n, i in self._ids.items()}
+        self._by_id.update({i: parse_schema(schema) for i, schema in historic_schemas().items()})
 
     def register(self, subject: str, name: str) -> int:
         try:

@@ -51,6 +51,7 @@ class Start(_Msg):
     target_lang: str | None = None
     translate: bool = False
     session_id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
+    resume_token: Annotated[str, Field(max_length=256)] | None = None
     realtime: bool = True
     received_up_to: int | None = Field(None, ge=-1, description="resume: finals up to this segment are held")
 
@@ -87,6 +88,8 @@ def parse_client_message(text: str) -> Start | SetLangs | Flush | Stop | Ping:
         raw = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
         raise ProtocolError("invalid_json", f"text frames must be JSON: {e}") from None
+    except ValueError as e:  # e.g. an integer literal longer than Python's 4,300-digit limit
+        raise ProtocolError("invalid_message", f"text frame rejected: {e}") from None
     if not isinstance(raw, dict) or "type" not in raw:
         raise ProtocolError("invalid_message", "a message must be a JSON object with a 'type'")
     if raw["type"] not in ("start", "set_langs", "flush", "stop", "ping"):
@@ -123,6 +126,7 @@ class Ready(_Out):
     source_lang: str | None
     target_lang: str | None
     translate: bool
+    resume_token: str | None = None  # new sessions only: the secret a reconnect must present
 
 
 class UtteranceStart(_Out):

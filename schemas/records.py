@@ -14,8 +14,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def utterance_id(session_id: str, index: int) -> str:
-    return f"{session_id}:{index}"
+# The seq of the END a gateway writes for an utterance that another connection began and never ended (its
+# gateway died, or the session was taken over): "close it with whatever audio you have".
+TAKEOVER_SEQ = 2**31 - 1
+
+
+def utterance_id(session_id: str, index: int, epoch: int = 0) -> str:
+    """The utterance's identity, never reused: ``<session>:<index>``, or ``<session>:<epoch>:<index>`` for
+    the audio of a connection with an epoch (two connections of one session never share an id)."""
+    return f"{session_id}:{epoch}:{index}" if epoch else f"{session_id}:{index}"
 
 
 class AudioEventKind(StrEnum):
@@ -165,6 +172,9 @@ class SessionState:
     created_at_ms: int = field(default_factory=now_ms)
     updated_at_ms: int = field(default_factory=now_ms)
     connected: bool = True
+    epoch: int = 0
+    open_utterance_index: int | None = None
+    resume_token_sha256: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return asdict(self)

@@ -73,7 +73,13 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
         stream_wait_empty=False,
         web_enabled=True,
         web_host=settings.worker_web_host,
+        web_bind=settings.worker_web_host,  # listen where told (loopback by default), not on every interface
         web_port=settings.worker_web_port,
+        # only /healthz and /metrics: Faust's router, table, stats and graph pages stay off
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
         web_in_thread=False,
         table_standby_replicas=0,
     )

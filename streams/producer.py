@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError as KafkaUnavailable
 
 from schemas.records import AudioEvent, Result, SessionState
 from streams.topics import Codecs, Topics, session_key
+
+__all__ = ["EventProducer", "KafkaUnavailable"]  # KafkaUnavailable: any error of the Kafka client
 
 
 class EventProducer:
@@ -54,6 +57,17 @@ class EventProducer:
         return await self._producer.send(
             self.topics.sessions.name, self.codecs.session.encode(state), key=session_key(state.session_id)
         )
+
+    async def delete_session(self, session_id: str) -> asyncio.Future[object]:
+        """Tombstone a session's state: compaction removes it, and no one can resume it any more."""
+        return await self._producer.send(self.topics.sessions.name, None, key=session_key(session_id))
+
+    async def kafka_reachable(self, timeout_s: float = 5.0) -> bool:
+        """Whether the cluster answered a metadata request just now."""
+        try:
+            return bool(await asyncio.wait_for(self._producer.client.force_metadata_update(), timeout_s))
+        except (TimeoutError, OSError):
+            return False
 
     async def send_dead_letter(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         """Copy a bad record to the dead-letter topic (``streams.deadletter``) and wait until it is stored."""

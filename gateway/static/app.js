@@ -40,6 +40,7 @@ function onMessage(msg) {
   switch (msg.type) {
     case "ready":
       state.sessionId = msg.session_id;
+      if (msg.resume_token) state.resumeToken = msg.resume_token;  // kept in memory only, never shown
       state.retries = 0;
       status(`${msg.resumed ? "resumed" : "connected"}: session ${msg.session_id}`);
       for (const chunk of state.queue.splice(0)) state.ws.send(chunk);
@@ -63,19 +64,29 @@ function onMessage(msg) {
       break;
     case "error":
       status(`${msg.code}: ${msg.message}`, true);
+      if (msg.code === "session_taken_over") state.stopping = true;  // resumed elsewhere: do not fight it
+      if (msg.code === "forbidden" || msg.code === "unknown_session") {
+        state.sessionId = null;  // the session cannot be resumed: the next connection starts a new one
+        state.resumeToken = null;
+      }
       break;
   }
 }
 
 async function connect() {
   const config = await (await fetch("/config.json")).json();
-  const ws = new WebSocket(`ws://${location.hostname}:${config.ws_port}`);
+  // a key or token given to the page (?token=...) goes along as a query parameter: browsers cannot set headers
+  const token = new URLSearchParams(location.search).get("token");
+  const scheme = config.tls ? "wss" : "ws";
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  const ws = new WebSocket(`${scheme}://${location.hostname}:${config.ws_port}/${query}`);
   ws.binaryType = "arraybuffer";
   state.ws = ws;
   ws.onopen = () => {
     const start = { type: "start", sample_rate: state.audio.context.sampleRate, encoding: "pcm_s16le" };
     if (state.sessionId) {  // resume after a disconnect; results we lack are sent again
       start.session_id = state.sessionId;
+      start.resume_token = state.resumeToken;
       start.received_up_to = state.lastFinal;
     }
     if ($("source").value) start.source_lang = $("source").value;

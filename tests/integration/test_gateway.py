@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import numpy as np
 import pytest
@@ -110,20 +109,28 @@ async def test_session_resumes_on_another_gateway_instance(stack: Stack) -> None
 
 
 async def _resume_on(stack: Stack, gw2: Service) -> None:
-    sid = f"resume-{uuid.uuid4().hex[:8]}"
     pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0930")
     first = await stream_audio(
-        stack.ws_url, pcm, session_id=sid, source_lang="en", target_lang="pt", translate=True, timeout_s=120, pace=0
+        stack.ws_url, pcm, source_lang="en", target_lang="pt", translate=True, timeout_s=120, pace=0
     )
-    assert first.session_id == sid and [f["segment_id"] for f in first.finals] == [0]
-    # reconnect to the second gateway, repeating nothing but the session id
+    sid, token = first.session_id, first.resume_token
+    assert token and [f["segment_id"] for f in first.finals] == [0]
+    # reconnect to the second gateway, repeating nothing but the session id and its token
     async with connect(gw2.ws_url) as ws:
-        await ws.send(json.dumps({"type": "start", "session_id": sid, "sample_rate": 16000, "received_up_to": 0}))
+        resume = {"type": "start", "session_id": sid, "resume_token": token, "received_up_to": 0}
+        await ws.send(json.dumps(resume))
         ready = await recv_json(ws)
-    assert ready["resumed"] is True and ready["next_utterance_index"] == 1
+    assert ready["resumed"] is True and ready["next_utterance_index"] == 1 and ready["resume_token"] is None
     assert (ready["source_lang"], ready["target_lang"], ready["translate"]) == ("en", "pt", True)
     second = await stream_audio(
-        gw2.ws_url, pcm, session_id=sid, timeout_s=120, pace=0, wait_translations=True, received_up_to=0
+        gw2.ws_url,
+        pcm,
+        session_id=sid,
+        resume_token=token,
+        timeout_s=120,
+        pace=0,
+        wait_translations=True,
+        received_up_to=0,
     )
     assert [f["segment_id"] for f in second.finals] == [1]
     assert [t["segment_id"] for t in second.translations] == [1]
@@ -162,11 +169,11 @@ async def test_results_produced_while_disconnected_are_delivered_on_resume(stack
     from streams.reader import read_session_results
     from streams.topics import Codecs, topic_specs
 
-    sid = f"away-{uuid.uuid4().hex[:8]}"
     pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
     async with connect(stack.ws_url) as ws:
-        await ws.send(json.dumps({"type": "start", "session_id": sid, "source_lang": "en"}))
-        assert (await recv_json(ws))["type"] == "ready"
+        await ws.send(json.dumps({"type": "start", "source_lang": "en"}))
+        ready = await recv_json(ws)
+        sid, token = ready["session_id"], ready["resume_token"]
         for off in range(0, len(pcm), 3200):
             await ws.send(pcm[off : off + 3200])
         await ws.send(json.dumps({"type": "flush"}))
@@ -184,7 +191,7 @@ async def test_results_produced_while_disconnected_are_delivered_on_resume(stack
         ]:
             await asyncio.sleep(0.3)
     async with connect(stack.ws_url) as ws:
-        await ws.send(json.dumps({"type": "start", "session_id": sid}))
+        await ws.send(json.dumps({"type": "start", "session_id": sid, "resume_token": token}))
         ready = await recv_json(ws)
         assert ready["resumed"] and ready["next_utterance_index"] == 1
         final = await recv_type(ws, "final", timeout_s=30)

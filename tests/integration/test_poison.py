@@ -118,14 +118,15 @@ async def test_poison_audio_does_not_wedge_a_partition(stack: Stack) -> None:
 
 async def test_poison_session_state_does_not_stop_resume(stack: Stack) -> None:
     topics, codecs = contract(stack)
-    sid = f"ps-{uuid.uuid4().hex[:8]}"
-    good = codecs.session.encode(SessionState(sid, "gw", 16000, 0))
-    await produce_everywhere(stack.bootstrap, topics.sessions.name, b"other-" + sid.encode(), bad_values(good)[1:])
+    good = codecs.session.encode(SessionState("ps", "gw", 16000, 0))
+    key = f"ps-{uuid.uuid4().hex[:8]}".encode()
+    await produce_everywhere(stack.bootstrap, topics.sessions.name, key, bad_values(good)[1:])
     async with connect(stack.ws_url) as ws:
-        await ws.send(json.dumps({"type": "start", "session_id": sid, "source_lang": "en"}))
+        await ws.send(json.dumps({"type": "start", "source_lang": "en"}))
         ready = json.loads(await asyncio.wait_for(ws.recv(), 15))
     assert ready["type"] == "ready" and ready["resumed"] is False
+    resume = {"type": "start", "session_id": ready["session_id"], "resume_token": ready["resume_token"]}
     async with connect(stack.ws_url) as ws:  # the store keeps following: the state just written is seen
-        await ws.send(json.dumps({"type": "start", "session_id": sid}))
+        await ws.send(json.dumps(resume))
         ready = json.loads(await asyncio.wait_for(ws.recv(), 15))
     assert ready["type"] == "ready" and ready["resumed"] is True and ready["source_lang"] == "en"

@@ -8,9 +8,10 @@ import pytest
 
 from babelstream.audio.vad import DualVad
 from babelstream.settings import load_settings
-from gateway.session import ClientSession, Produce, SaveState, ToClient
+from gateway.pacing import AudioPacer
+from gateway.session import ClientSession, Produce, SaveState, ToClient, token_digest
 from schemas.messages import ProtocolError, SetLangs, Start, parse_client_message
-from schemas.records import AudioEventKind, ErrorInfo, Result, ResultKind, SessionState
+from schemas.records import TAKEOVER_SEQ, AudioEventKind, ErrorInfo, Result, ResultKind, SessionState
 from tests.audio import librivox, silence
 
 
@@ -32,9 +33,12 @@ def test_languages_are_normalised() -> None:
 
 def test_start_produces_ready_and_state() -> None:
     out = start(session(), sample_rate=48000, target_lang="pt", translate=True)
-    assert isinstance(out[0], SaveState) and out[0].state.input_sample_rate_hz == 48000
+    assert isinstance(out[0], SaveState) and out[0].state.input_sample_rate_hz == 48000 and out[0].durable
     ready = out[1].message
     assert ready.type == "ready" and ready.resumed is False and ready.next_utterance_index == 0
+    # the server issues the id and a secret token; only the token's digest is stored
+    assert len(ready.session_id) == 32 and ready.resume_token and len(ready.resume_token) >= 40
+    assert out[0].state.resume_token_sha256 == token_digest(ready.resume_token) != ready.resume_token
 
 
 def test_speech_becomes_append_only_chunks_then_end() -> None:
@@ -66,25 +70,114 @@ def test_results_are_deduplicated_and_realtime_can_be_switched_off() -> None:
     assert err is not None and err.code == "unsupported_pair"
 
 
-def test_resume_continues_counters_and_inherits_languages() -> None:
-    prior = SessionState(
-        "s-1",
-        "other-gw",
-        16000,
+def stored(**kw: object) -> SessionState:
+    fields: dict = dict(
+        session_id="s-1",
+        gateway_id="other-gw",
+        input_sample_rate_hz=16000,
         next_utterance_index=5,
         source_lang="es",
         target_lang="en",
         translate=True,
         audio_ms_total=42_000,
+        epoch=1_700_000_000_000,
+        resume_token_sha256=token_digest("secret"),
     )
+    fields.update(kw)
+    return SessionState(**fields)
+
+
+def test_resume_continues_counters_and_inherits_languages() -> None:
+    prior = stored()
     sess = session()
-    out = start(sess, prior, session_id="s-1", target_lang="pt")
+    out = start(sess, prior, session_id="s-1", resume_token="secret", target_lang="pt")
     ready = out[1].message
-    assert ready.resumed and ready.next_utterance_index == 5
+    assert ready.resumed and ready.next_utterance_index == 5 and ready.resume_token is None
     assert (ready.source_lang, ready.target_lang, ready.translate) == ("es", "pt", True)
+    assert sess.epoch > prior.epoch and out[0].state.resume_token_sha256 == prior.resume_token_sha256
     pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
     events = [o.event for o in sess.audio(pcm + silence(1500)) if isinstance(o, Produce)]
     assert events[0].utterance_index == 5 and events[0].audio_offset_ms >= 42_000 - 1000
+    assert {e.utterance_id for e in events} == {f"s-1:{sess.epoch}:5"}  # the connection's own identity
+
+
+@pytest.mark.parametrize(
+    ("prior", "token", "code"),
+    [
+        (None, "secret", "unknown_session"),  # ids are server-issued: a made-up one resumes nothing
+        (stored(), None, "forbidden"),
+        (stored(), "guess", "forbidden"),
+        (stored(resume_token_sha256=None), "secret", "forbidden"),  # a state from before tokens existed
+    ],
+)
+def test_resume_needs_the_token(prior: SessionState | None, token: str | None, code: str) -> None:
+    fields = {"session_id": "s-1", "received_up_to": -1} | ({"resume_token": token} if token else {})
+    with pytest.raises(ProtocolError) as e:
+        start(session(), prior, **fields)
+    assert e.value.code == code
+
+
+def test_an_index_is_reserved_durably_before_its_first_audio() -> None:
+    sess = session()
+    start(sess, source_lang="en")
+    pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    out = sess.audio(silence(500) + pcm[: len(pcm) // 2])  # still speaking
+    first_chunk = next(i for i, o in enumerate(out) if isinstance(o, Produce))
+    saves = [o for o in out[:first_chunk] if isinstance(o, SaveState)]
+    assert saves and saves[-1].durable
+    assert saves[-1].state.next_utterance_index == 1 and saves[-1].state.open_utterance_index == 0
+    end = sess.handle(parse_client_message('{"type": "flush"}'))  # type: ignore[arg-type]
+    last = [o for o in end if isinstance(o, SaveState)][-1].state
+    assert last.open_utterance_index is None and last.next_utterance_index == 1
+
+
+def test_resume_closes_the_utterance_the_previous_connection_left_open() -> None:
+    prior = stored(open_utterance_index=4)
+    sess = session()
+    out = start(sess, prior, session_id="s-1", resume_token="secret")
+    takeover = [o.event for o in out if isinstance(o, Produce)]
+    assert len(takeover) == 1 and takeover[0].kind is AudioEventKind.END and takeover[0].seq == TAKEOVER_SEQ
+    assert takeover[0].utterance_id == f"s-1:{prior.epoch}:4" and takeover[0].end_reason == "takeover"
+    assert sess.pending == {4}  # its final is still awaited, and delivered to this connection
+    assert isinstance(out[0], Produce) and isinstance(out[-1], ToClient)  # closed before the new one starts
+
+
+def test_a_superseded_connection_ends_its_utterance_but_writes_no_state() -> None:
+    sess = session()
+    start(sess)
+    pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    sess.audio(silence(500) + pcm)  # mid-utterance
+    sess.superseded = True
+    out = sess.disconnect()
+    assert [o.event.kind for o in out if isinstance(o, Produce)][-1] is AudioEventKind.END
+    assert not any(isinstance(o, SaveState) for o in out) and sess.disconnect() == []
+
+
+def test_results_of_two_connections_with_the_same_index_are_both_delivered() -> None:
+    sess = session()
+    start(sess)
+    sid = sess.session_id
+    assert sid is not None
+    a = sess.result(Result(sid, 3, ResultKind.FINAL, "one", utterance_id=f"{sid}:1:3"))
+    b = sess.result(Result(sid, 3, ResultKind.FINAL, "two", utterance_id=f"{sid}:2:3"))
+    assert a is not None and b is not None
+    assert sess.result(Result(sid, 3, ResultKind.FINAL, "two", utterance_id=f"{sid}:2:3")) is None
+
+
+def test_pacer_allows_a_burst_then_the_factor() -> None:
+    p = AudioPacer(factor=2.0, burst_s=10.0)
+    assert p.take(10.0, now_s=0.0) == 0.0  # the burst
+    assert p.take(1.0, now_s=0.0) == pytest.approx(0.5)  # one more second at 2x: wait half a second
+    assert p.take(1.0, now_s=1.0) == 0.0  # 2 s of audio refilled in that second: one paid the debt
+    assert p.take(1.0, now_s=1.0) == pytest.approx(0.5)
+    assert p.take(0.1, now_s=100.0) == 0.0  # idle long enough: full burst again, capped
+    assert p.level_s == pytest.approx(9.9)
+
+
+def test_a_5000_digit_integer_is_a_client_error() -> None:
+    with pytest.raises(ProtocolError) as e:
+        parse_client_message('{"type": "start", "sample_rate": ' + "9" * 5000 + "}")
+    assert e.value.code == "invalid_message" and not e.value.fatal
 
 
 def test_overload_drops_new_speech_with_one_error() -> None:

@@ -63,3 +63,26 @@ def test_registered_ids_go_on_the_wire_and_resolve_elsewhere(registry_url: str) 
 def test_unreachable_registry_is_a_clear_error() -> None:
     with pytest.raises(RegistryError, match="unreachable"):
         AvroCodec(Result, ConfluentRegistry("http://127.0.0.1:9", timeout_s=1), "x-value")
+
+
+def test_session_states_written_with_the_earlier_schema_stay_readable() -> None:
+    """SessionState moved to id 104 (epoch, open utterance, token digest); records on the compacted topic
+    written with id 103 decode with the new fields' defaults."""
+    import io
+    import struct
+
+    from fastavro import parse_schema, schemaless_writer
+
+    from schemas import SCHEMA_DIR
+    from schemas.codec import PinnedRegistry, pinned_ids
+    from schemas.records import SessionState
+
+    assert pinned_ids()[SessionState.SCHEMA] == 104
+    old = parse_schema(json.loads((SCHEMA_DIR / "history" / "session_state.103.avsc").read_text()))
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", 0, 103))
+    row = SessionState("s-old", "gw", 16000, 7).to_avro()
+    schemaless_writer(buf, old, {k: v for k, v in row.items() if k in {f["name"] for f in old["fields"]}})
+    st = AvroCodec(SessionState, PinnedRegistry(), "x-value").decode(buf.getvalue())
+    assert (st.session_id, st.next_utterance_index) == ("s-old", 7)
+    assert (st.epoch, st.open_utterance_index, st.resume_token_sha256) == (0, None, None)

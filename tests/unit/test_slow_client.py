@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from babelstream.settings import load_settings
+from gateway.pacing import AudioPacer
 from gateway.server import Connection
 from gateway.session import ClientSession
 from schemas.messages import Pong
@@ -26,7 +27,8 @@ class StuckSocket:
 async def test_slow_client_is_closed_when_its_queue_is_full() -> None:
     s = load_settings(client_queue_max=4)
     ws = StuckSocket()
-    conn = Connection(ws, ClientSession(s, "gw", lambda: None), s.client_queue_max)  # type: ignore[arg-type]
+    pacer = AudioPacer(s.max_realtime_factor, s.audio_burst_s)
+    conn = Connection(ws, ClientSession(s, "gw", lambda: None), s.client_queue_max, pacer)  # type: ignore[arg-type]
     writer = asyncio.create_task(conn.writer())
     for i in range(10):  # never blocks the caller, whatever the client does
         conn.enqueue(Pong(time_ms=i))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from babelstream.utterances import Final, Interim, UtteranceAssembler
-from schemas.records import AudioEvent, AudioEventKind
+from babelstream.utterances import Discard, Final, Interim, UtteranceAssembler
+from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind
 
 CHUNK = bytes(16000)  # 500 ms at 16 kHz PCM16
 
@@ -49,3 +49,26 @@ def test_abandoned_and_revoked_utterances() -> None:
     stale = a.abandoned(clock_ms=15_000)
     assert [f.utterance.session_id for f in stale] == ["a"] and stale[0].utterance.end_reason == "abandoned"
     assert [u.session_id for u in a.drop_partitions({2})] == ["b", "c"] and a.open == {}
+
+
+def takeover(sid: str = "s", idx: int = 0) -> AudioEvent:
+    return AudioEvent(sid, idx, TAKEOVER_SEQ, AudioEventKind.END, b"", 0, end_reason="takeover")
+
+
+def test_takeover_end_closes_an_open_utterance_and_its_late_audio_is_discarded() -> None:
+    a = UtteranceAssembler(interim_interval_ms=0)
+    for seq in range(3):
+        a.add(chunk(seq), now_ms=0, tag=f"e{seq}")
+    fin = a.add(takeover(), now_ms=0, tag="t")
+    assert isinstance(fin, Final) and fin.utterance.audio_ms == 1500 and fin.utterance.end_reason == "takeover"
+    assert fin.utterance.tags == ["e0", "e1", "e2", "t"] and fin.utterance.gaps == 0
+    late = [a.add(chunk(3), now_ms=0), a.add(end(4), now_ms=0)]  # the old connection's tail, after the takeover
+    assert late == [Discard("taken_over"), Discard("taken_over")] and a.open == {}
+
+
+def test_takeover_end_after_a_normal_end_changes_nothing() -> None:
+    a = UtteranceAssembler(interim_interval_ms=0)
+    a.add(chunk(0), now_ms=0)
+    assert isinstance(a.add(end(1), now_ms=0), Final)
+    assert a.add(takeover(), now_ms=0) == Discard("already_ended") and a.open == {}
+    assert isinstance(a.add(chunk(0, idx=1), now_ms=0), type(None))  # the session's next utterance is unaffected

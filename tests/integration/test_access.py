@@ -1,0 +1,159 @@
+"""A gateway with API keys, JWTs, an Origin allow-list and TLS (certificate made here), as a client would
+meet it: refused without credentials, real speech transcribed over wss:// with them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from babelstream.client import stream_audio
+from gateway.auth import key_digest, new_api_key
+from tests.audio import librivox, wer
+from tests.stack import Service, Stack
+
+pytestmark = pytest.mark.timeout(240)
+
+JWT_SECRET = "test-secret-" * 4
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class Secured:
+    def __init__(self, svc: Service, tls: ssl.SSLContext, keys: dict[str, str]) -> None:
+        self.svc, self.tls, self.keys = svc, tls, keys
+        self.ws_url = f"wss://localhost:{svc.ws_port}"
+        self.https = svc.base_url.replace("http://127.0.0.1", "https://localhost")
+
+    def get(self, path: str, token: str | None = None) -> int:
+        req = urllib.request.Request(self.https + path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=self.tls) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except urllib.error.URLError:
+            return 0  # not listening (yet)
+
+
+@pytest.fixture(scope="module")
+def secured(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = self_signed(folder)
+    keys = {"alice": new_api_key(), "solo": new_api_key()}
+    (folder / "keys").write_text(f"alice:{key_digest(keys['alice'])}\nsolo:{key_digest(keys['solo'])}:1\n")
+    svc = stack.start_gateway(
+        API_KEYS_FILE=str(folder / "keys"),
+        JWT_SECRET=JWT_SECRET,
+        JWT_AUDIENCE="babelstream",
+        ALLOWED_ORIGINS="https://app.example",
+        METRICS_AUTH="true",
+        TLS_CERT_FILE=str(cert),
+        TLS_KEY_FILE=str(key),
+    )
+    tls = ssl.create_default_context(cafile=str(cert))
+    sec = Secured(svc, tls, keys)
+    deadline = time.monotonic() + 120
+    while sec.get("/healthz") != 200:  # health stays open, over https
+        assert svc.proc.poll() is None, svc.log()
+        assert time.monotonic() < deadline, svc.log()
+        time.sleep(0.2)
+    yield sec
+    stack.retire(svc)
+
+
+async def refused(sec: Secured, path: str = "/", **headers: str) -> int:
+    with pytest.raises(InvalidStatus) as e:
+        async with connect(sec.ws_url + path, ssl=sec.tls, additional_headers=headers):
+            pass
+    return e.value.response.status_code
+
+
+async def ready_over(sec: Secured, path: str = "/", **headers: str) -> dict:
+    async with connect(sec.ws_url + path, ssl=sec.tls, additional_headers=headers) as ws:
+        await ws.send(json.dumps({"type": "start"}))
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def test_no_or_wrong_credentials_are_refused_before_the_upgrade(secured: Secured) -> None:
+    assert await refused(secured) == 401
+    assert await refused(secured, Authorization=f"Bearer {new_api_key()}") == 401
+    expired = jwt.encode({"sub": "x", "aud": "babelstream", "exp": int(time.time()) - 5}, JWT_SECRET)
+    assert await refused(secured, Authorization=f"Bearer {expired}") == 401
+    assert await refused(secured, f"/?token={secured.keys['alice']}", Origin="https://evil.example") == 403
+    with pytest.raises(ssl.SSLError):  # TLS is real: a client that does not trust the certificate fails
+        await connect(secured.ws_url, ssl=ssl.create_default_context())
+
+
+async def test_keys_tokens_and_browsers_get_in(secured: Secured) -> None:
+    key = secured.keys["alice"]
+    assert (await ready_over(secured, Authorization=f"Bearer {key}"))["type"] == "ready"
+    browser = await ready_over(secured, f"/?token={key}", Origin="https://app.example")
+    assert browser["type"] == "ready"
+    token = jwt.encode({"sub": "svc", "aud": "babelstream", "exp": int(time.time()) + 60}, JWT_SECRET)
+    assert (await ready_over(secured, Authorization=f"Bearer {token}"))["type"] == "ready"
+    pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    rep = await stream_audio(secured.ws_url, pcm, pace=0, source_lang="en", api_key=key, ssl=secured.tls)
+    assert wer(ref, rep.text) < 0.2
+
+
+async def test_a_key_has_its_own_session_limit_and_metrics_need_credentials(secured: Secured) -> None:
+    solo = secured.keys["solo"]
+    async with connect(secured.ws_url, ssl=secured.tls, additional_headers={"Authorization": f"Bearer {solo}"}) as a:
+        await a.send(json.dumps({"type": "start"}))
+        assert json.loads(await a.recv())["type"] == "ready"
+        second = await ready_over(secured, Authorization=f"Bearer {solo}")
+        assert second["code"] == "too_many_sessions" and second["fatal"] is True
+        assert (await ready_over(secured, Authorization=f"Bearer {secured.keys['alice']}"))["type"] == "ready"
+    assert await asyncio.to_thread(secured.get, "/metrics") == 401
+    assert await asyncio.to_thread(secured.get, "/metrics", secured.keys["alice"]) == 200
+
+
+def test_listening_beyond_loopback_without_credentials_refuses_to_start(stack: Stack) -> None:
+    env = stack.env(GATEWAY_HOST="0.0.0.0", GATEWAY_PORT="0", HEALTH_PORT="0")  # exits before it binds
+    out = subprocess.run(
+        [sys.executable, "-m", "babelstream.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0 and "authentication is required" in out.stdout + out.stderr

@@ -1,0 +1,287 @@
+"""Trust, tried as a hostile or unlucky client would (real broker, real gateways, real Whisper base):
+reconnects at the worst moment lose and splice nothing, a session id alone takes nothing over, and
+clients that never start, or send audio far too fast, do not lock out or slow down others."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from babelstream.client import stream_audio
+from babelstream.settings import load_settings
+from schemas.records import AudioEventKind
+from streams.deadletter import DeadLetters
+from streams.reader import read_range, topic_partitions
+from streams.topics import Codecs, topic_specs
+from tests.audio import librivox, silence, wer
+from tests.stack import Service, Stack, http_json, http_text
+
+pytestmark = pytest.mark.timeout(240)
+
+CLIP_A, CLIP_B = "sense_and_sensibility_01_austen_64kb-0880", "sense_and_sensibility_01_austen_64kb-0930"
+FRAME = 3200  # 100 ms at 16 kHz PCM16
+
+
+async def recv_type(ws: ClientConnection, kind: str, timeout_s: float = 15.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == kind:
+                return msg
+
+
+async def begin(url: str, **start: Any) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = await connect(url)
+    await ws.send(json.dumps({"type": "start", **start}))
+    return ws, await recv_type(ws, "ready")
+
+
+async def speak_unfinished(ws: ClientConnection, pcm: bytes) -> None:
+    """Send speech with no silence after it (the utterance stays open), then wait until the gateway has
+    processed every frame (messages are handled in order: the pong comes after the last frame)."""
+    for off in range(0, len(pcm), FRAME):
+        await ws.send(pcm[off : off + FRAME])
+    await ws.send(json.dumps({"type": "ping"}))
+    await recv_type(ws, "pong")
+
+
+async def resume_and_speak(
+    url: str, sid: str, token: str, pcm: bytes, want_segments: set[int], timeout_s: float = 150
+) -> list[dict[str, Any]]:
+    """Resume, speak a whole utterance, stop, and collect messages until a final of every wanted segment."""
+    messages: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout_s), connect(url) as ws:
+        await ws.send(json.dumps({"type": "start", "session_id": sid, "resume_token": token, "received_up_to": -1}))
+        ready = await recv_type(ws, "ready")
+        assert ready["resumed"] is True
+        for off in range(0, len(pcm), FRAME):
+            await ws.send(pcm[off : off + FRAME])
+        await ws.send(json.dumps({"type": "stop"}))
+        while not want_segments <= {m["segment_id"] for m in messages if m["type"] == "final"}:
+            messages.append(json.loads(await ws.recv()))
+        await ws.send(json.dumps({"type": "ping"}))  # whatever was queued behind the finals comes before this
+        while (msg := json.loads(await ws.recv()))["type"] != "pong":
+            messages.append(msg)
+    return messages
+
+
+def exactly_one_final_each(messages: list[dict[str, Any]]) -> dict[int, str]:
+    finals = [m for m in messages if m["type"] == "final"]
+    ids = [m["segment_id"] for m in finals]
+    assert len(ids) == len(set(ids)), f"a final was delivered twice: {ids}"
+    return {m["segment_id"]: m["text"] for m in finals}
+
+
+async def test_reconnect_while_the_old_socket_is_open_loses_and_splices_nothing(stack: Stack) -> None:
+    old_pcm, _, old_ref = librivox(CLIP_A)
+    new_pcm, _, new_ref = librivox(CLIP_B)
+    old, ready = await begin(stack.ws_url, source_lang="en")
+    try:
+        await speak_unfinished(old, silence(300) + old_pcm)
+        resumed = asyncio.create_task(
+            resume_and_speak(stack.ws_url, ready["session_id"], ready["resume_token"], new_pcm + silence(1500), {0, 1})
+        )
+        taken = await recv_type(old, "error")
+        assert taken["code"] == "session_taken_over" and taken["fatal"] is True
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(old.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+        texts = exactly_one_final_each(await resumed)
+    finally:
+        await old.close()
+    assert set(texts) == {0, 1}  # the old connection's utterance and the new one's, each whole, each once
+    assert wer(old_ref, texts[0]) < 0.2, texts
+    assert wer(new_ref, texts[1]) < 0.2, texts
+
+
+async def audio_ms_stored(stack: Stack, session_id: str) -> int:
+    s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix, audio_partitions=4)
+    topics = topic_specs(s)
+    codecs, dead_letters = Codecs.create(s, topics), DeadLetters("test", None)
+    total = 0
+    async for rec in read_range(
+        stack.bootstrap, await topic_partitions(stack.bootstrap, topics.audio.name, session_id)
+    ):
+        if rec.key == session_id.encode() and (ev := await dead_letters.decode(codecs.audio, rec)) is not None:
+            total += ev.duration_ms if ev.kind is AudioEventKind.CHUNK else 0
+    return total
+
+
+@pytest.fixture
+def doomed_gateway(stack: Stack) -> Iterator[Service]:
+    gw = stack.start_gateway()
+    stack.wait_healthy([gw])
+    yield gw
+    if gw in stack.services:
+        stack.retire(gw)
+
+
+async def test_gateway_killed_mid_utterance_then_resumed_elsewhere_delivers_every_utterance_once(
+    stack: Stack, doomed_gateway: Service
+) -> None:
+    old_pcm, _, old_ref = librivox(CLIP_A)
+    new_pcm, _, new_ref = librivox(CLIP_B)
+    ws, ready = await begin(doomed_gateway.ws_url, source_lang="en")
+    sid = ready["session_id"]
+    try:
+        await speak_unfinished(ws, silence(300) + old_pcm)
+        speech_ms = len(old_pcm) // 32
+        async with asyncio.timeout(30):  # what the gateway produced is stored before it dies
+            while await audio_ms_stored(stack, sid) < speech_ms - 600:
+                await asyncio.sleep(0.2)
+        await asyncio.to_thread(doomed_gateway.kill)  # SIGKILL: no END, no state saved on the way out
+        stack.services.remove(doomed_gateway)
+    finally:
+        await ws.close()
+    messages = await resume_and_speak(stack.ws_url, sid, ready["resume_token"], new_pcm + silence(1500), {0, 1})
+    texts = exactly_one_final_each(messages)
+    assert set(texts) == {0, 1}, messages  # the new connection never reuses the dead one's utterance index
+    assert wer(old_ref, texts[0]) < 0.25, texts  # all that reached Kafka, closed by the takeover
+    assert wer(new_ref, texts[1]) < 0.2, texts  # nothing of the old utterance glued onto the new one
+
+
+async def test_a_session_id_alone_takes_nothing_over(stack: Stack) -> None:
+    pcm, _, ref = librivox(CLIP_A)
+    owner, ready = await begin(stack.ws_url, source_lang="en")
+    try:
+        for start in (
+            {"session_id": ready["session_id"], "received_up_to": -1},
+            {"session_id": ready["session_id"], "resume_token": "guessed", "received_up_to": -1},
+            {"session_id": "alice"},  # client-chosen ids resume nothing
+        ):
+            async with connect(stack.ws_url) as thief:
+                await thief.send(json.dumps({"type": "start", **start}))
+                err = await recv_type(thief, "error")
+                assert err["code"] in ("forbidden", "unknown_session") and ready["resume_token"] not in json.dumps(err)
+                await thief.send(json.dumps({"type": "ping"}))
+                assert (await recv_type(thief, "pong"))["type"] == "pong"  # no final of the owner reaches it
+        await speak_unfinished(owner, silence(300) + pcm + silence(1500))  # the owner was never disturbed
+        final = await recv_type(owner, "final", timeout_s=90)
+        assert final["segment_id"] == 0 and wer(ref, final["text"]) < 0.2
+    finally:
+        await owner.close()
+
+
+@pytest.fixture(scope="module")
+def strict_gateway(stack: Stack) -> Iterator[Service]:
+    gw = stack.start_gateway(
+        MAX_SESSIONS="2",
+        MAX_UNSTARTED_CONNECTIONS="8",
+        START_TIMEOUT_S="3",
+        MAX_REALTIME_FACTOR="3",
+        AUDIO_BURST_S="1",
+    )
+    stack.wait_healthy([gw])
+    yield gw
+    stack.retire(gw)
+
+
+async def test_connections_that_never_start_cannot_lock_out_a_real_client(strict_gateway: Service) -> None:
+    flood = [await connect(strict_gateway.ws_url) for _ in range(40)]  # 5x MAX_UNSTARTED_CONNECTIONS
+    try:
+        pcm, _, ref = librivox(CLIP_A)
+        rep = await stream_audio(strict_gateway.ws_url, pcm, pace=0, source_lang="en", timeout_s=120)
+        assert wer(ref, rep.text) < 0.2
+        evicted = json.loads(await asyncio.wait_for(flood[0].recv(), 10))
+        assert evicted["code"] == "start_timeout" and evicted["fatal"] is True
+        late = json.loads(await asyncio.wait_for(flood[-1].recv(), 10))  # never evicted: its own deadline
+        assert late["code"] == "start_timeout"
+        status, body = await asyncio.to_thread(http_json, strict_gateway.health_url)
+        assert status == 200 and body["kafka"] == "ok", body
+    finally:
+        await asyncio.gather(*(ws.close() for ws in flood))
+
+
+async def test_a_full_gateway_says_so_in_health_and_refuses_politely(strict_gateway: Service) -> None:
+    first, _ = await begin(strict_gateway.ws_url)
+    second, _ = await begin(strict_gateway.ws_url)
+    try:
+        status, body = await asyncio.to_thread(http_json, strict_gateway.health_url)
+        assert status == 503 and body["status"] == "saturated" and body["clients"] == 2, body
+        async with connect(strict_gateway.ws_url) as third:
+            await third.send(json.dumps({"type": "start"}))
+            err = await recv_type(third, "error")
+            assert err["code"] == "server_busy" and err["fatal"] is True
+    finally:
+        await first.close()
+        await second.close()
+    async with asyncio.timeout(10):
+        while (await asyncio.to_thread(http_json, strict_gateway.health_url))[0] != 200:
+            await asyncio.sleep(0.1)
+
+
+async def test_audio_faster_than_real_time_is_paced_with_a_clear_error(strict_gateway: Service) -> None:
+    pcm, _, ref = librivox(CLIP_A)
+    rep = await stream_audio(strict_gateway.ws_url, pcm, pace=0, source_lang="en", timeout_s=120)
+    limited = [m for m in rep.of_type("error") if m["code"] == "rate_limited"]
+    assert len(limited) == 1 and limited[0]["fatal"] is False and "3x real time" in limited[0]["message"]
+    assert wer(ref, rep.text) < 0.2  # paced, not dropped
+    metrics = await asyncio.to_thread(http_text, strict_gateway.base_url + "/metrics")
+    paced = [ln for ln in metrics.splitlines() if ln.startswith("babelstream_gateway_paced_seconds_total ")]
+    assert paced and float(paced[0].split()[1]) > 0
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(addr)
+    return found
+
+
+async def test_worker_web_ports_are_loopback_only_and_serve_health_and_metrics_only(stack: Stack) -> None:
+    for svc in stack.services[1:]:  # the STT and translation workers
+        port = int(svc.base_url.rsplit(":", 1)[1])
+        assert listening_addresses(port) == {"0100007F"}, svc.name  # 127.0.0.1, not 0.0.0.0
+        for page in ("/router/", "/table/", "/graph/", "/stats/"):
+            status = await asyncio.to_thread(http_status, svc.base_url + page)
+            assert status == 404, (svc.name, page, status)
+        assert (await asyncio.to_thread(http_json, svc.health_url))[0] == 200
+
+
+async def tombstoned(stack: Stack, session_id: str) -> bool:
+    s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix)
+    topic = topic_specs(s).sessions.name
+    last = b"state"
+    async for rec in read_range(stack.bootstrap, await topic_partitions(stack.bootstrap, topic, session_id)):
+        if rec.key == session_id.encode():
+            last = rec.value
+    return last is None
+
+
+async def test_unused_sessions_are_tombstoned_after_their_ttl(stack: Stack) -> None:
+    gw = stack.start_gateway(SESSION_RESUME_TTL_S="2")
+    try:
+        await asyncio.to_thread(stack.wait_healthy, [gw])
+        ws, ready = await begin(gw.ws_url)
+        await ws.close()
+        sid, token = ready["session_id"], ready["resume_token"]
+        async with asyncio.timeout(30):  # swept every TTL/4
+            while not await tombstoned(stack, sid):
+                await asyncio.sleep(0.5)
+        async with connect(stack.ws_url) as again:  # another gateway's store has seen the tombstone too
+            await again.send(json.dumps({"type": "start", "session_id": sid, "resume_token": token}))
+            reply = await recv_type(again, "error")
+        assert reply["code"] == "unknown_session", reply
+    finally:
+        await asyncio.to_thread(stack.retire, gw)
