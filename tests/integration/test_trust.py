@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from babelstream.client import stream_audio
 from babelstream.settings import load_settings
 from schemas.records import AudioEventKind
+from streams.broker import LocalKafka
 from streams.deadletter import DeadLetters
 from streams.reader import read_range, topic_partitions
 from streams.topics import Codecs, topic_specs
@@ -285,3 +287,21 @@ async def test_unused_sessions_are_tombstoned_after_their_ttl(stack: Stack) -> N
         assert reply["code"] == "unknown_session", reply
     finally:
         await asyncio.to_thread(stack.retire, gw)
+
+
+async def test_health_says_when_kafka_is_gone(tmp_path: Path) -> None:
+    """A gateway whose broker disappears answers 503 'degraded' with kafka 'unreachable', so a load
+    balancer stops sending it clients (its own broker here: the shared one must stay up)."""
+    with LocalKafka(tmp_path / "kafka", heap_mb=256) as broker:
+        own = Stack(broker.bootstrap, tmp_path / "stack", {"AUDIO_PARTITIONS": "1", "RESULTS_PARTITIONS": "1"})
+        try:
+            gw = own.start_gateway(VAD_VOTE="webrtc")
+            await asyncio.to_thread(own.wait_healthy, [gw])
+            assert (await asyncio.to_thread(http_json, gw.health_url))[1]["kafka"] == "ok"
+            await asyncio.to_thread(broker.stop)
+            async with asyncio.timeout(60):
+                while (reply := await asyncio.to_thread(http_json, gw.health_url))[0] != 503:
+                    await asyncio.sleep(0.5)
+            assert reply[1]["status"] == "degraded" and reply[1]["kafka"] == "unreachable", reply
+        finally:
+            await asyncio.to_thread(own.stop)
