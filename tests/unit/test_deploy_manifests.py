@@ -65,3 +65,9 @@ def test_dockerfiles_copy_what_exists_and_run_real_commands() -> None:
                 "DEBIAN_FRONTEND",
                 "PATH",
             }, f"{path.name}: {env}"
+
+
+def test_the_composed_gateway_is_given_credentials() -> None:
+    """It listens on 0.0.0.0, where authentication is required: compose must pass the keys in."""
+    env = compose()["services"]["gateway"]["environment"]
+    assert env["GATEWAY_HOST"] == "0.0.0.0" and "BABELSTREAM_API_KEYS:?" in env["API_KEYS"]
