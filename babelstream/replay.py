@@ -18,6 +18,7 @@ from babelstream.settings import Settings
 from babelstream.utterances import Final, UtteranceAssembler, utterance_result
 from schemas.records import ResultKind
 from streams.deadletter import DeadLetters
+from streams.endpoint import KafkaEndpoint
 from streams.producer import EventProducer
 from streams.reader import read_range, topic_partitions
 from streams.topics import Codecs, ensure_topics, topic_specs
@@ -47,17 +48,16 @@ async def replay(
 ) -> ReplayStats:
     src = topic_specs(settings)
     out = topic_specs(settings, tag)
-    await ensure_topics(settings.bootstrap, [out.results, out.dlq])
+    kafka = KafkaEndpoint.from_settings(settings)
+    await ensure_topics(kafka, [out.results, out.dlq])
     codecs = Codecs.create(settings, src)
     stats = ReplayStats(out.results.name)
-    tps = await topic_partitions(settings.bootstrap, src.audio.name, session_id)
+    tps = await topic_partitions(kafka, src.audio.name, session_id)
     assembler = UtteranceAssembler(interim_interval_ms=0)
     counts = [0, 0]
-    async with EventProducer(settings.bootstrap, out, codecs) as producer:
+    async with EventProducer(kafka, out, codecs) as producer:
         dead_letters = DeadLetters(f"replay-{tag}", producer.send_dead_letter)
-        records = read_range(
-            settings.bootstrap, tps, since_ms=since_ms, until_ms=until_ms, from_offset=from_offset, progress=counts
-        )
+        records = read_range(kafka, tps, since_ms=since_ms, until_ms=until_ms, from_offset=from_offset, progress=counts)
         async for rec in records:
             ev = await dead_letters.decode(codecs.audio, rec)
             if ev is not None and (session_id is None or ev.session_id == session_id):

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         default=None, description="Confluent-compatible registry; unset means the pinned ids"
     )
     state_dir: Path = Field(default=Path(".babelstream"), description="broker data, model cache, tables")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle of the brokers; unset: system CAs")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="client certificate, for mutual TLS")
+    kafka_ssl_keyfile: Path | None = None
     kafka_version: str = "3.9.1"
     kafka_heap_mb: int = 512
     kafka_port: int = Field(default=0, description="port of the local broker; 0 picks a free one")

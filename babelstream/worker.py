@@ -11,6 +11,7 @@ import faust
 
 from babelstream.settings import Settings
 from streams.app import create_app
+from streams.endpoint import KafkaEndpoint
 from streams.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def _dump_tasks() -> None:
 
 def run_worker(settings: Settings, role: str, loglevel: str = "info") -> None:
     specs = topic_specs(settings).all()
-    asyncio.run(ensure_topics(settings.bootstrap, specs))
+    asyncio.run(ensure_topics(KafkaEndpoint.from_settings(settings), specs))
     app = build_worker_app(settings, role)
 
     @app.task

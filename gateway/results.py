@@ -11,13 +11,14 @@ from collections.abc import Callable
 
 from schemas.records import Result
 from streams.deadletter import DeadLetters
+from streams.endpoint import Kafka
 from streams.follower import TopicFollower
 from streams.topics import Codecs
 
 
 class ResultRouter:
     def __init__(
-        self, bootstrap: str, topic: str, codecs: Codecs, deliver: Callable[[Result], None], dead_letters: DeadLetters
+        self, bootstrap: Kafka, topic: str, codecs: Codecs, deliver: Callable[[Result], None], dead_letters: DeadLetters
     ) -> None:
         self.deliver = deliver
         self._follower = TopicFollower(bootstrap, topic, codecs.result, self._on_record, dead_letters, from_start=False)

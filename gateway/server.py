@@ -36,6 +36,7 @@ from gateway.store import SessionStore
 from schemas.messages import ErrorMsg, ProtocolError, ServerMessage, Start, parse_client_message
 from schemas.records import AudioEventKind, Result, ResultKind, SessionState, now_ms
 from streams.deadletter import DeadLetters
+from streams.endpoint import KafkaEndpoint
 from streams.producer import EventProducer, KafkaUnavailable
 from streams.reader import read_session_results
 from streams.topics import Codecs, ensure_topics, topic_specs
@@ -107,14 +108,11 @@ class Gateway:
         self.gateway_id = settings.gateway_id or f"{socket.gethostname()}-{os.getpid()}"
         self.topics = topic_specs(settings)
         self.codecs = Codecs.create(settings, self.topics)
-        self.producer = EventProducer(settings.bootstrap, self.topics, self.codecs)
+        self.kafka = KafkaEndpoint.from_settings(settings)
+        self.producer = EventProducer(self.kafka, self.topics, self.codecs)
         self.dead_letters = DeadLetters("gateway", self.producer.send_dead_letter)
-        self.store = SessionStore(
-            settings.bootstrap, self.topics.sessions.name, self.codecs, self.dead_letters, self._on_state
-        )
-        self.router = ResultRouter(
-            settings.bootstrap, self.topics.results.name, self.codecs, self.deliver, self.dead_letters
-        )
+        self.store = SessionStore(self.kafka, self.topics.sessions.name, self.codecs, self.dead_letters, self._on_state)
+        self.router = ResultRouter(self.kafka, self.topics.results.name, self.codecs, self.deliver, self.dead_letters)
         self.clients: dict[str, Connection] = {}  # started sessions, by session id
         self.unstarted: dict[Connection, None] = {}  # connections yet to send start, oldest first
         self.connections = 0
@@ -144,7 +142,7 @@ class Gateway:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
-        await ensure_topics(self.s.bootstrap, self.topics.all())
+        await ensure_topics(self.kafka, self.topics.all())
         await self.producer.start()
         await self.store.start()
         await self.router.start()
@@ -470,7 +468,7 @@ class Gateway:
         assert sid is not None
         try:
             results = await read_session_results(
-                self.s.bootstrap, self.topics.results.name, self.codecs, sid, self.dead_letters, since_ms
+                self.kafka, self.topics.results.name, self.codecs, sid, self.dead_letters, since_ms
             )
         except Exception:
             log.exception("backfill of session %s failed", sid)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from schemas.records import SessionState
 from streams.deadletter import DeadLetters
+from streams.endpoint import Kafka
 from streams.follower import TopicFollower
 from streams.topics import Codecs
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class SessionStore:
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Kafka,
         topic: str,
         codecs: Codecs,
         dead_letters: DeadLetters,

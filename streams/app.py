@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from babelstream.settings import Settings
 from streams.deadletter import DeadLetters
+from streams.endpoint import KafkaEndpoint
 from streams.topics import Codecs, Topics, topic_specs
 
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
     app = faust.App(
         app_id,
         broker=broker_urls(settings.bootstrap),
+        broker_credentials=KafkaEndpoint.from_settings(settings).faust_credentials(),
         store="memory://",
         datadir=str(datadir),
         key_serializer="raw",

@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -86,17 +86,54 @@ def fetch_jars(version: str, cache: Path | None = None, timeout_s: float = 600.0
     return libs
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int, host: str) -> str:
+@dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL listener beside the PLAINTEXT one, as managed clusters have: TLS with ``keystore_pem``
+    (the private key, unencrypted, then the certificate chain) and SASL PLAIN or SCRAM-SHA-256 for
+    ``users`` (name -> password)."""
+
+    keystore_pem: Path
+    users: dict[str, str]
+    port: int = 0
+
+    def properties(self) -> list[str]:
+        plain_users = " ".join(f'user_{u}="{p}"' for u, p in self.users.items())
+        return [
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+            f"listener.name.sasl_ssl.ssl.keystore.location={self.keystore_pem}",
+        ]
+
+    def format_args(self) -> list[str]:
+        """SCRAM credentials are stored in the cluster metadata when storage is formatted."""
+        return [f"--add-scram=SCRAM-SHA-256=[name={u},password={p}]" for u, p in self.users.items()]
+
+
+def _server_properties(
+    data_dir: Path, port: int, controller_port: int, host: str, secure: SecureListener | None = None
+) -> str:
+    listeners = f"PLAINTEXT://{host}:{port}"
+    advertised = listeners
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if secure is not None:
+        listeners += f",SASL_SSL://{host}:{secure.port}"
+        advertised = listeners
+        protocols += ",SASL_SSL:SASL_SSL"
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{host}:{controller_port}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            f"listeners={listeners},CONTROLLER://{host}:{controller_port}",
+            f"advertised.listeners={advertised}",
             "inter.broker.listener.name=PLAINTEXT",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"listener.security.protocol.map={protocols}",
+            *(secure.properties() if secure is not None else []),
             f"log.dirs={data_dir / 'logs'}",
             "num.partitions=1",
             "offsets.topic.replication.factor=1",
@@ -124,11 +161,18 @@ class LocalKafka:
     host: str = "127.0.0.1"
     port: int = 0
     start_timeout_s: float = 90.0
+    secure: SecureListener | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        """host:port of the SASL_SSL listener."""
+        assert self.secure is not None
+        return f"{self.host}:{self.secure.port}"
 
     @property
     def log_path(self) -> Path:
@@ -139,8 +183,10 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port(self.host)
         controller_port = free_port(self.host)
+        if self.secure is not None and not self.secure.port:
+            self.secure = replace(self.secure, port=free_port(self.host))
         props = self.data_dir / "server.properties"
-        props.write_text(_server_properties(self.data_dir, self.port, controller_port, self.host))
+        props.write_text(_server_properties(self.data_dir, self.port, controller_port, self.host, self.secure))
         log4j = self.data_dir / "log4j.properties"
         log4j.write_text(resources.files("streams.kafka").joinpath("log4j.properties").read_text())
         java = shutil.which("java")
@@ -160,6 +206,7 @@ class LocalKafka:
         cluster_id = id_file.read_text().strip()
         # "--cluster-id=ID": an id kept from before that begins with '-' still parses as the option's value
         fmt_args = ["format", f"--cluster-id={cluster_id}", f"--config={props}", "--ignore-formatted"]
+        fmt_args += self.secure.format_args() if self.secure is not None else []
         fmt = subprocess.run(
             [*base, "kafka.tools.StorageTool", *fmt_args],
             capture_output=True,

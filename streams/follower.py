@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas.codec import AvroCodec
 from streams.deadletter import DeadLetters, R
+from streams.endpoint import Kafka, endpoint
 from streams.topics import assign_all_partitions
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class TopicFollower(Generic[R]):
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Kafka,
         topic: str,
         codec: AvroCodec[R],
         on_record: Callable[[bytes | None, R | None], None],
@@ -44,7 +45,7 @@ class TopicFollower(Generic[R]):
         self.tombstones = tombstones
         self.max_records = max_records
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **endpoint(bootstrap).client_kwargs(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_start else "latest",

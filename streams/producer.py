@@ -9,17 +9,18 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as KafkaUnavailable
 
 from schemas.records import AudioEvent, Result, SessionState
+from streams.endpoint import Kafka, endpoint
 from streams.topics import Codecs, Topics, session_key
 
 __all__ = ["EventProducer", "KafkaUnavailable"]  # KafkaUnavailable: any error of the Kafka client
 
 
 class EventProducer:
-    def __init__(self, bootstrap: str, topics: Topics, codecs: Codecs, *, linger_ms: int = 5) -> None:
+    def __init__(self, bootstrap: Kafka, topics: Topics, codecs: Codecs, *, linger_ms: int = 5) -> None:
         self.topics = topics
         self.codecs = codecs
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **endpoint(bootstrap).client_kwargs(),
             acks="all",
             enable_idempotence=True,
             linger_ms=linger_ms,

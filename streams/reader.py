@@ -10,10 +10,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas.records import Result
 from streams.deadletter import DeadLetters
+from streams.endpoint import Kafka, endpoint
 from streams.topics import Codecs, partition_ids, partition_of
 
 
-async def topic_partitions(bootstrap: str, topic: str, session_id: str | None = None) -> list[TopicPartition]:
+async def topic_partitions(bootstrap: Kafka, topic: str, session_id: str | None = None) -> list[TopicPartition]:
     """Every partition of ``topic``, or the one holding ``session_id``'s records."""
     parts = await partition_ids(bootstrap, topic)
     if not parts:
@@ -24,7 +25,7 @@ async def topic_partitions(bootstrap: str, topic: str, session_id: str | None = 
 
 
 async def read_range(
-    bootstrap: str,
+    bootstrap: Kafka,
     tps: list[TopicPartition],
     *,
     since_ms: int | None = None,
@@ -34,7 +35,7 @@ async def read_range(
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Yield the records of ``tps`` in the range, partition by partition in offset order. ``progress``, if
     given, is set to ``[records read, records in the range]`` as reading goes."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**endpoint(bootstrap).client_kwargs(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -72,7 +73,7 @@ async def read_range(
 
 
 async def read_session_results(
-    bootstrap: str,
+    bootstrap: Kafka,
     topic: str,
     codecs: Codecs,
     session_id: str,

@@ -29,6 +29,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from babelstream.settings import Settings
 from schemas.codec import AvroCodec, SchemaRegistry
 from schemas.records import AudioEvent, Result, SessionState
+from streams.endpoint import Kafka, endpoint
 from streams.registry import make_registry
 
 log = logging.getLogger(__name__)
@@ -126,9 +127,9 @@ def partition_of(session_id: str, partitions: int) -> int:
     return int(DefaultPartitioner()(session_key(session_id), all_parts, all_parts))
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_ms: int = 30000) -> None:
+async def ensure_topics(bootstrap: Kafka, specs: list[TopicSpec], timeout_ms: int = 30000) -> None:
     """Create missing topics and grow partition counts; idempotent, safe to call from every service."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(**endpoint(bootstrap).client_kwargs(), request_timeout_ms=timeout_ms)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -162,9 +163,9 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_ms: int 
         await admin.close()
 
 
-async def partition_ids(bootstrap: str, topic: str, timeout_ms: int = 30000) -> list[int]:
+async def partition_ids(bootstrap: Kafka, topic: str, timeout_ms: int = 30000) -> list[int]:
     """The partitions of ``topic`` (empty if it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(**endpoint(bootstrap).client_kwargs(), request_timeout_ms=timeout_ms)
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
