@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         default=4.0, gt=0, description="audio faster than this multiple of real time is paced (0 < x)"
     )
     audio_burst_s: float = Field(default=30.0, ge=0, description="audio accepted at once before pacing begins")
+    key_realtime_factor: float = Field(
+        default=0.0, ge=0, description="all sessions of one key or subject together; 0: no limit beyond sessions'"
+    )
     session_resume_ttl_s: float = Field(
         default=3600.0, gt=0, description="a session's state is deleted (tombstoned) this long after its last use"
     )

@@ -130,6 +130,7 @@ class Gateway:
         )
         self.origins = frozenset(o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip())
         self.sessions_of: Counter[str] = Counter()  # concurrent sessions per principal
+        self.key_pacers: dict[str, AudioPacer] = {}  # audio of all sessions of one key (KEY_REALTIME_FACTOR)
         self.tls: ssl.SSLContext | None = None
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -374,7 +375,14 @@ class Gateway:
         return await self._start(conn, msg)
 
     async def _pace(self, conn: Connection, audio_s: float) -> None:
-        delay_s = conn.pacer.take(audio_s, asyncio.get_running_loop().time())
+        """Hold the frame back while its session, or all sessions of its key together, send audio faster
+        than their limit; the client is told once."""
+        now_s = asyncio.get_running_loop().time()
+        delay_s = conn.pacer.take(audio_s, now_s)
+        limit = f"{self.s.max_realtime_factor:g}x real time"
+        key_pacer = self._key_pacer(conn.principal)
+        if key_pacer is not None and (key_delay_s := key_pacer.take(audio_s, now_s)) > delay_s:
+            delay_s, limit = key_delay_s, f"{self.s.key_realtime_factor:g}x real time for all sessions of this key"
         if delay_s <= 0:
             return
         m.PACED_S.inc(delay_s)
@@ -383,11 +391,18 @@ class Gateway:
             conn.enqueue(
                 ErrorMsg(
                     code="rate_limited",
-                    message=f"audio arrives faster than {self.s.max_realtime_factor:g}x real time"
-                    f" (after a {self.s.audio_burst_s:g} s burst); it is accepted at that pace",
+                    message=f"audio arrives faster than {limit} (after a {self.s.audio_burst_s:g} s burst);"
+                    " it is accepted at that pace",
                 )
             )
         await asyncio.sleep(delay_s)
+
+    def _key_pacer(self, who: Principal) -> AudioPacer | None:
+        if who is ANONYMOUS or not self.s.key_realtime_factor:
+            return None
+        if who.name not in self.key_pacers:
+            self.key_pacers[who.name] = AudioPacer(self.s.key_realtime_factor, self.s.audio_burst_s)
+        return self.key_pacers[who.name]
 
     async def _start(self, conn: Connection, msg: Start) -> list[Output]:
         session = conn.session

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from babelstream.client import stream_audio
+from babelstream.client import StreamReport, stream_audio
 from gateway.auth import key_digest, new_api_key
 from tests.audio import librivox, wer
 from tests.certs import self_signed
@@ -58,6 +58,9 @@ def secured(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         JWT_AUDIENCE="babelstream",
         ALLOWED_ORIGINS="https://app.example",
         METRICS_AUTH="true",
+        MAX_REALTIME_FACTOR="100",  # sessions alone are hardly limited here: the key's limit is what is tried
+        KEY_REALTIME_FACTOR="3",
+        AUDIO_BURST_S="1",
         TLS_CERT_FILE=str(cert),
         TLS_KEY_FILE=str(key),
     )
@@ -125,3 +128,20 @@ def test_listening_beyond_loopback_without_credentials_refuses_to_start(stack: S
         [sys.executable, "-m", "babelstream.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode != 0 and "authentication is required" in out.stdout + out.stderr
+
+
+async def test_sessions_of_one_key_are_paced_together(secured: Secured) -> None:
+    pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    key = secured.keys["alice"]
+
+    def limited(rep: StreamReport) -> list[dict]:
+        return [m for m in rep.of_type("error") if m["code"] == "rate_limited"]
+
+    alone = await stream_audio(secured.ws_url, pcm, pace=2, source_lang="en", api_key=key, ssl=secured.tls)
+    assert not limited(alone)  # 2x real time is within the key's 3x
+    both = await asyncio.gather(
+        *(stream_audio(secured.ws_url, pcm, pace=2, source_lang="en", api_key=key, ssl=secured.tls) for _ in "ab")
+    )
+    told = [m for rep in both for m in limited(rep)]
+    assert told and all("all sessions of this key" in m["message"] for m in told)
+    assert all(wer(ref, rep.text) < 0.2 for rep in both)  # paced, nothing dropped
