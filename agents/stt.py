@@ -52,10 +52,9 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         )
 
     async def finalize(u: Utterance) -> None:
+        audio, from_ms = u.speech(s.trim_margin_ms)
         try:
-            t = await asyncio.to_thread(
-                engine.transcribe, u.audio(), language=u.source_lang or s.stt_language, final=True
-            )
+            t = await asyncio.to_thread(engine.transcribe, audio, language=u.source_lang or s.stt_language, final=True)
         except Exception as e:
             log.exception("transcription of %s failed", u.utterance_id)
             ERRORS.labels("stt_failed").inc()
@@ -68,7 +67,9 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
             PROCESSING_S.labels("final").observe(t.processing_ms / 1000)
             UTTERANCES.labels(u.end_reason or "end").inc()
             AUDIO_S.inc(u.audio_ms / 1000)
-            await send(utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t))
+            await send(
+                utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t, decoded_from_ms=from_ms)
+            )
         for event in u.tags:
             event.ack()
 

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     interim_interval_ms: int = 1000
     interim_max_lag_ms: int = Field(default=500, description="skip interims when the worker is this far behind")
     stt_engine: Literal["whisper", "null"] = "whisper"
+    trim_margin_ms: int = Field(
+        default=-1, description="finals decode the VAD's speech range plus this margin; negative (default): all"
+    )
 
     # --- Translation -------------------------------------------------------------------------------
     translation_backends: str = Field(

@@ -40,6 +40,8 @@ class Utterance:
     interim_count: int = 0
     gaps: int = 0
     end_reason: str | None = None
+    speech_start_ms: int | None = None  # from the gateway's VAD, carried by END
+    speech_end_ms: int | None = None
     tags: list[object] = field(default_factory=list)  # opaque handles (e.g. Faust events to ack)
 
     @property
@@ -48,6 +50,19 @@ class Utterance:
 
     def audio(self) -> np.ndarray:
         return pcm16_to_float(b"".join(self.chunks))
+
+    def speech(self, margin_ms: int) -> tuple[np.ndarray, int]:
+        """The audio to decode for the final and where it starts (ms into the utterance): the speech the
+        gateway's VAD found, with ``margin_ms`` either side. Whisper misreads words next to long stretches
+        of non-speech (the pre-roll, the closing silence); without a known range, all of it."""
+        audio = self.audio()
+        if self.speech_start_ms is None or self.speech_end_ms is None or margin_ms < 0:
+            return audio, 0
+        start_ms = max(0, self.speech_start_ms - margin_ms)
+        end_ms = min(self.audio_ms, self.speech_end_ms + margin_ms)
+        if end_ms - start_ms < 100:
+            return audio, 0  # nothing sensible to cut to
+        return audio[start_ms * 16 : end_ms * 16], start_ms
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,7 @@ class UtteranceAssembler:
         u.source_lang, u.target_lang, u.translate = ev.source_lang, ev.target_lang, ev.translate
         if ev.kind is AudioEventKind.END:
             u.end_reason = ev.end_reason or "end"
+            u.speech_start_ms, u.speech_end_ms = ev.speech_start_ms, ev.speech_end_ms
             del self.open[ev.utterance_id]
             return Final(u)
         u.chunks.append(ev.pcm)
@@ -165,8 +181,10 @@ def utterance_result(
     *,
     revision: int = 0,
     error: ErrorInfo | None = None,
+    decoded_from_ms: int = 0,
 ) -> Result:
-    """The result record for an utterance (timings in session audio time, segments only for FINAL)."""
+    """The result record for an utterance (timings in session audio time, segments only for FINAL).
+    ``decoded_from_ms``: where in the utterance the decoded audio began (see :meth:`Utterance.speech`)."""
     r = Result(
         session_id=u.session_id,
         utterance_index=u.utterance_index,
@@ -186,5 +204,6 @@ def utterance_result(
         r.text, r.language, r.language_probability = t.text, t.language, t.language_probability
         r.processing_ms = t.processing_ms
         if kind is ResultKind.FINAL:
-            r.segments = [Segment(u.start_ms + p.start_ms, u.start_ms + p.end_ms, p.text) for p in t.segments]
+            at = u.start_ms + decoded_from_ms
+            r.segments = [Segment(at + p.start_ms, at + p.end_ms, p.text) for p in t.segments]
     return r

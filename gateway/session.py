@@ -321,6 +321,8 @@ class ClientSession:
                             pcm=b"",
                             audio_offset_ms=e.offset_ms,
                             end_reason=e.reason,
+                            speech_start_ms=e.speech_start_ms,
+                            speech_end_ms=e.speech_end_ms,
                             **common,
                         )
                     )

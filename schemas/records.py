@@ -55,6 +55,8 @@ class AudioEvent:
     end_reason: str | None = None
     gateway_id: str = ""
     utterance_id: str = ""
+    speech_start_ms: int | None = None
+    speech_end_ms: int | None = None
 
     def __post_init__(self) -> None:
         self.kind = AudioEventKind(self.kind)

@@ -41,6 +41,8 @@ class End:
     offset_ms: int
     reason: str
     duration_ms: int
+    speech_start_ms: int = 0  # within the utterance: where the VAD heard speech begin...
+    speech_end_ms: int = 0  # ...and end (the pre-roll before and the closing silence after are not speech)
 
 
 SegmentEvent = Chunk | End
@@ -79,6 +81,8 @@ class Segmenter:
         self._seq = 0
         self._pending = bytearray()
         self._pending_offset_ms = 0
+        self._speech_start_ms = 0
+        self._speech_end_ms = 0
 
     @property
     def in_utterance(self) -> bool:
@@ -98,14 +102,18 @@ class Segmenter:
             if self._speech_run_ms >= self.cfg.min_speech_ms:
                 pre = b"".join(self._pre)
                 self._pre.clear()
-                self._open(self._clock_ms - len(pre) // self._bytes_per_ms)
+                pre_ms = len(pre) // self._bytes_per_ms
+                self._open(self._clock_ms - pre_ms)
+                self._speech_start_ms = max(0, pre_ms - self._speech_run_ms)
                 self._append(pre, out)
+                self._speech_end_ms = self._utt_ms
                 self.state = State.ACTIVE
             return out
 
         self._append(frame, out)
         if speech:
             self.state, self._silence_run_ms = State.ACTIVE, 0
+            self._speech_end_ms = self._utt_ms
         else:
             self.state = State.SILENCE
             self._silence_run_ms += frame_ms
@@ -117,7 +125,7 @@ class Segmenter:
             self._close("max_length", out)
             if was_speech:
                 self._open(self._clock_ms)
-                self.state = State.ACTIVE
+                self.state = State.ACTIVE  # speech goes on from its first millisecond
         return out
 
     def flush(self, reason: str = "flush") -> list[SegmentEvent]:
@@ -137,6 +145,8 @@ class Segmenter:
         self._pending.clear()
         self._pending_offset_ms = start_ms
         self._silence_run_ms = 0
+        self._speech_start_ms = 0
+        self._speech_end_ms = 0
 
     def _append(self, pcm: bytes, out: list[SegmentEvent]) -> None:
         self._pending += pcm
@@ -155,7 +165,10 @@ class Segmenter:
         if self._pending:
             self._emit(bytes(self._pending), out)
             self._pending.clear()
-        out.append(End(self._utt_index, self._seq, self._clock_ms, reason, self._utt_ms))
+        speech_end_ms = self._utt_ms if self.state is State.ACTIVE else self._speech_end_ms
+        out.append(
+            End(self._utt_index, self._seq, self._clock_ms, reason, self._utt_ms, self._speech_start_ms, speech_end_ms)
+        )
         self.state = State.INACTIVE
         self._speech_run_ms = 0
         self._silence_run_ms = 0

@@ -65,24 +65,42 @@ def test_unreachable_registry_is_a_clear_error() -> None:
         AvroCodec(Result, ConfluentRegistry("http://127.0.0.1:9", timeout_s=1), "x-value")
 
 
-def test_session_states_written_with_the_earlier_schema_stay_readable() -> None:
-    """SessionState moved to id 104 (epoch, open utterance, token digest); records on the compacted topic
-    written with id 103 decode with the new fields' defaults."""
+def written_with(schema_file: str, schema_id: int, row: dict) -> bytes:
+    """A record as an older Babelstream wrote it: that schema's fields, that schema's id."""
     import io
     import struct
 
     from fastavro import parse_schema, schemaless_writer
 
     from schemas import SCHEMA_DIR
+
+    old = parse_schema(json.loads((SCHEMA_DIR / "history" / schema_file).read_text()))
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", 0, schema_id))
+    schemaless_writer(buf, old, {k: v for k, v in row.items() if k in {f["name"] for f in old["fields"]}})
+    return buf.getvalue()
+
+
+def test_session_states_written_with_the_earlier_schema_stay_readable() -> None:
+    """SessionState moved to id 104 (epoch, open utterance, token digest); records on the compacted topic
+    written with id 103 decode with the new fields' defaults."""
     from schemas.codec import PinnedRegistry, pinned_ids
     from schemas.records import SessionState
 
     assert pinned_ids()[SessionState.SCHEMA] == 104
-    old = parse_schema(json.loads((SCHEMA_DIR / "history" / "session_state.103.avsc").read_text()))
-    buf = io.BytesIO()
-    buf.write(struct.pack(">bI", 0, 103))
-    row = SessionState("s-old", "gw", 16000, 7).to_avro()
-    schemaless_writer(buf, old, {k: v for k, v in row.items() if k in {f["name"] for f in old["fields"]}})
-    st = AvroCodec(SessionState, PinnedRegistry(), "x-value").decode(buf.getvalue())
+    data = written_with("session_state.103.avsc", 103, SessionState("s-old", "gw", 16000, 7).to_avro())
+    st = AvroCodec(SessionState, PinnedRegistry(), "x-value").decode(data)
     assert (st.session_id, st.next_utterance_index) == ("s-old", 7)
     assert (st.epoch, st.open_utterance_index, st.resume_token_sha256) == (0, None, None)
+
+
+def test_audio_events_written_with_the_earlier_schema_stay_readable() -> None:
+    """AudioEvent moved to id 105 (the VAD's speech range on END); stored audio written with 101 replays."""
+    from schemas.codec import PinnedRegistry, pinned_ids
+    from schemas.records import AudioEvent, AudioEventKind
+
+    assert pinned_ids()[AudioEvent.SCHEMA] == 105
+    row = AudioEvent("s-old", 3, 2, AudioEventKind.END, b"", 1500, end_reason="silence").to_avro()
+    ev = AvroCodec(AudioEvent, PinnedRegistry(), "x-value").decode(written_with("audio_event.101.avsc", 101, row))
+    assert (ev.utterance_id, ev.seq, ev.end_reason) == ("s-old:3", 2, "silence")
+    assert (ev.speech_start_ms, ev.speech_end_ms) == (None, None)

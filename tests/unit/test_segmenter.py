@@ -77,3 +77,15 @@ def test_flush_closes_open_utterance_and_indices_continue() -> None:
     assert isinstance(out[-1], End) and out[-1].reason == "flush" and out[-1].utterance_index == 7
     assert isinstance(out[0], Chunk) and out[0].offset_ms == 5000
     assert seg.flush() == [] and seg.next_index == 8
+
+
+def test_end_says_where_speech_begins_and_ends_within_the_utterance() -> None:
+    cfg = SegmenterConfig(frame_ms=30, pre_speech_ms=300, min_speech_ms=90, silence_ms=180, chunk_ms=60)
+    _, ev = run("." * 20 + "S" * 10 + ".." + "SS" + "." * 6, cfg)
+    end = next(e for e in ev if isinstance(e, End))
+    # utterance: 7 pre-roll silence frames, 10 speech, 2 silence, 2 speech, 6 closing silence frames
+    assert (end.speech_start_ms, end.speech_end_ms) == (7 * FRAME_MS, (7 + 10 + 2 + 2) * FRAME_MS)
+    assert end.duration_ms == (7 + 10 + 2 + 2 + 6) * FRAME_MS
+    seg, _ = run("." * 3 + "S" * 10, cfg)  # flushed mid-speech: speech runs to the end
+    end = next(e for e in seg.flush() if isinstance(e, End))
+    assert (end.speech_start_ms, end.speech_end_ms) == (3 * FRAME_MS, 13 * FRAME_MS)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from babelstream.utterances import Discard, Final, Interim, UtteranceAssembler
-from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind
+from babelstream.engines.stt import TimedText, Transcription
+from babelstream.utterances import Discard, Final, Interim, UtteranceAssembler, utterance_result
+from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ResultKind
 
 CHUNK = bytes(16000)  # 500 ms at 16 kHz PCM16
 
@@ -72,3 +73,19 @@ def test_takeover_end_after_a_normal_end_changes_nothing() -> None:
     assert isinstance(a.add(end(1), now_ms=0), Final)
     assert a.add(takeover(), now_ms=0) == Discard("already_ended") and a.open == {}
     assert isinstance(a.add(chunk(0, idx=1), now_ms=0), type(None))  # the session's next utterance is unaffected
+
+
+def test_finals_can_decode_just_the_speech_the_gateway_heard() -> None:
+    a = UtteranceAssembler(interim_interval_ms=0)
+    for seq in range(4):  # 2000 ms
+        a.add(chunk(seq), now_ms=0)
+    closing = AudioEvent("s", 0, 4, AudioEventKind.END, b"", 2000, speech_start_ms=900, speech_end_ms=1400)
+    fin = a.add(closing, now_ms=0)
+    assert isinstance(fin, Final)
+    u = fin.utterance
+    audio, from_ms = u.speech(200)
+    assert from_ms == 700 and len(audio) == (1600 - 700) * 16
+    assert len(u.speech(-1)[0]) == 2000 * 16  # negative margin: the whole utterance
+    t = Transcription("hi", "en", 1.0, [TimedText(100, 500, "hi")])
+    r = utterance_result(u, ResultKind.FINAL, "m", "live", t, decoded_from_ms=from_ms)
+    assert (r.segments[0].start_ms, r.segments[0].end_ms) == (800, 1200)  # session time, not decode time
