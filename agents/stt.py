@@ -1,10 +1,13 @@
 """STT Faust agent: audio chunks in, REALTIME and FINAL results out.
 
-Decode -> assemble (``babelstream.utterances``) -> transcribe in a thread -> send. Events are acked only
-once the FINAL of their utterance is stored, so the committed offset of a partition never passes an
-unfinished utterance: when a worker dies, the partition's new owner re-reads the whole utterance and
-finishes it. Delivery is at-least-once: an utterance finished just before a failover may get a second
-FINAL with the same ``utterance_id`` (the idempotency key); the gateway forwards only the first.
+Decode -> assemble (``babelstream.utterances``) -> hand the wanted decodes to the scheduler
+(``babelstream.scheduler``: finals first, newest interim per utterance, fair across sessions, no repeated
+language detection). The agent keeps consuming while one decoder loop transcribes in a thread and sends.
+Events are acked only once the FINAL of their utterance is stored, so the committed offset of a
+partition never passes an unfinished utterance: when a worker dies, the partition's new owner re-reads
+the whole utterance and finishes it. Delivery is at-least-once: an utterance finished just before a
+failover may get a second FINAL with the same ``utterance_id`` (the idempotency key); the gateway
+forwards only the first.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from babelstream.engines.stt import SttEngine
+from babelstream.scheduler import DecodeScheduler, Job, LanguageMemory
 from babelstream.utterances import Discard, Final, Interim, Utterance, UtteranceAssembler, utterance_result
 from schemas.records import ErrorInfo, Result, ResultKind, now_ms
 from streams.app import StreamApp
@@ -29,6 +33,7 @@ ERRORS = Counter("babelstream_stt_errors_total", "Events or utterances that fail
 AUDIO_S = Counter("babelstream_stt_audio_seconds_total", "Seconds of audio transcribed in finals")
 PROCESSING_S = Histogram("babelstream_stt_processing_seconds", "Engine time per decode", ["kind"])
 OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
+QUEUED = Gauge("babelstream_stt_queued_decodes", "Decodes waiting in the scheduler")
 
 
 def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
@@ -37,24 +42,30 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     assembler = UtteranceAssembler(
         s.interim_interval_ms, s.interim_max_lag_ms, abandon_after_ms=int(s.max_utterance_s * 1000) * 4
     )
+    scheduler = DecodeScheduler(interim_max_wait_ms=s.interim_max_wait_ms)
+    languages = LanguageMemory()
+    work = asyncio.Event()  # set when the scheduler has something
 
     async def send(result: Result) -> None:
         fut = await sa.results_out_topic.send(key=session_key(result.session_id), value=codecs.result.encode(result))
         await fut  # delivered (acks=all) before the source events are acked
 
-    async def interim(action: Interim) -> None:
-        u = action.utterance
-        t = await asyncio.to_thread(engine.transcribe, u.audio(), language=u.source_lang or s.stt_language, final=False)
+    async def interim(job: Job) -> None:
+        u = job.utterance
+        given = u.source_lang or s.stt_language
+        audio = u.audio()
+        t = await asyncio.to_thread(engine.transcribe, audio, language=languages.language_for(u, given), final=False)
+        if not given:
+            languages.observe(u, t.language, t.language_probability, final=False)
         PROCESSING_S.labels("interim").observe(t.processing_ms / 1000)
         INTERIMS.inc()
-        await send(
-            utterance_result(u, ResultKind.REALTIME, engine.name, sa.results_version, t, revision=action.revision)
-        )
+        await send(utterance_result(u, ResultKind.REALTIME, engine.name, sa.results_version, t, revision=job.revision))
 
     async def finalize(u: Utterance) -> None:
+        given = u.source_lang or s.stt_language
         audio, from_ms = u.speech(s.trim_margin_ms)
         try:
-            t = await asyncio.to_thread(engine.transcribe, audio, language=u.source_lang or s.stt_language, final=True)
+            t = await asyncio.to_thread(engine.transcribe, audio, language=languages.language_for(u, given), final=True)
         except Exception as e:
             log.exception("transcription of %s failed", u.utterance_id)
             ERRORS.labels("stt_failed").inc()
@@ -64,6 +75,8 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                 )
             )
         else:
+            if not given:
+                languages.observe(u, t.language, t.language_probability, final=True)
             PROCESSING_S.labels("final").observe(t.processing_ms / 1000)
             UTTERANCES.labels(u.end_reason or "end").inc()
             AUDIO_S.inc(u.audio_ms / 1000)
@@ -72,6 +85,30 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
             )
         for event in u.tags:
             event.ack()
+
+    @app.task
+    async def decoder() -> None:
+        """The one decode loop of this worker: whatever the scheduler says is most worth doing next."""
+        while True:
+            job = scheduler.next(now_ms())
+            QUEUED.set(len(scheduler))
+            if job is None:
+                work.clear()
+                await work.wait()
+                continue
+            try:
+                await (finalize(job.utterance) if job.final else interim(job))
+            except Exception:  # a send that failed: the events stay unacked and are redelivered
+                log.exception("decode of %s failed", job.key)
+                ERRORS.labels("decode_failed").inc()
+
+    def want(action: Final | Interim) -> None:
+        clock_ms = now_ms()
+        if isinstance(action, Final):
+            scheduler.submit_final(action.utterance, clock_ms)
+        else:
+            scheduler.submit_interim(action.utterance, action.revision, clock_ms)
+        work.set()
 
     @app.agent(sa.audio_topic, name="stt")
     async def stt(stream: Any) -> None:
@@ -84,11 +121,9 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
             clock_ms = now_ms()
             action = assembler.add(ev, clock_ms, partition=event.message.partition, tag=event)
             for stale in assembler.abandoned(clock_ms):
-                await finalize(stale.utterance)
-            if isinstance(action, Interim):
-                await interim(action)
-            elif isinstance(action, Final):
-                await finalize(action.utterance)
+                want(stale)
+            if isinstance(action, Interim | Final):
+                want(action)
             elif isinstance(action, Discard):
                 ERRORS.labels(action.reason).inc()
                 event.ack()
@@ -98,5 +133,6 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic == sa.topics.audio.name}
         dropped = assembler.drop_partitions(lost)
+        scheduler.drop_partitions(lost)
         if dropped:
             log.info("partitions %s revoked: %d open utterances left to their new owner", lost, len(dropped))

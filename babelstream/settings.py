@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     stt_language: str | None = Field(default=None, description="language when the client names none; None detects")
     interim_interval_ms: int = 1000
     interim_max_lag_ms: int = Field(default=500, description="skip interims when the worker is this far behind")
+    interim_max_wait_ms: int = Field(default=1000, description="an interim that waited this long to decode is dropped")
     stt_engine: Literal["whisper", "null"] = "whisper"
     trim_margin_ms: int = Field(
         default=-1, description="finals decode the VAD's speech range plus this margin; negative (default): all"

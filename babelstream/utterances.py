@@ -40,6 +40,7 @@ class Utterance:
     interim_count: int = 0
     gaps: int = 0
     end_reason: str | None = None
+    language: str | None = None  # detected by an earlier decode of this utterance (see scheduler.LanguageMemory)
     speech_start_ms: int | None = None  # from the gateway's VAD, carried by END
     speech_end_ms: int | None = None
     tags: list[object] = field(default_factory=list)  # opaque handles (e.g. Faust events to ack)

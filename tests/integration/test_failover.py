@@ -44,7 +44,8 @@ async def test_worker_killed_mid_utterance_loses_nothing(kafka_bootstrap: str, t
             "RESULTS_PARTITIONS": "2",
             "MODEL_SIZE": "tiny.en",
             "INTERIM_INTERVAL_MS": "2000",
-            "INTERIM_MAX_LAG_MS": "600000",
+            "INTERIM_MAX_LAG_MS": "600000",  # interims however far behind: the test waits for one per session
+            "INTERIM_MAX_WAIT_MS": "600000",
         },
     )
     settings = load_settings(

@@ -1,0 +1,147 @@
+"""What the STT worker decodes next, sans I/O.
+
+The Faust agent keeps consuming audio while decodes run; every decode it wants goes here, and one
+decoder loop takes :meth:`DecodeScheduler.next` and runs it. The policy:
+
+* finals first, oldest first: committed text is what users wait for, and an event is acked only once
+  its utterance's final is stored;
+* at most one interim per utterance waits: a newer revision replaces the older one (coalesced away), and
+  a final drops its utterance's waiting interim;
+* interims are served round-robin across sessions, so one talkative session cannot starve the others;
+* interims that waited longer than ``interim_max_wait_ms`` are dropped (their text would arrive after
+  newer speech anyway); finals are never dropped;
+* the queue of interims is bounded (``max_interims``): past it the oldest is dropped.
+
+:class:`LanguageMemory` lets decodes skip language detection (a second encoder pass per decode) once an
+utterance, or a session, has shown its language.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from babelstream.utterances import Utterance
+
+
+@dataclass(frozen=True)
+class Job:
+    utterance: Utterance
+    final: bool
+    revision: int = 0
+    queued_ms: int = 0
+
+    @property
+    def key(self) -> str:
+        return self.utterance.utterance_id
+
+
+@dataclass
+class DecodeScheduler:
+    interim_max_wait_ms: int = 1500
+    max_interims: int = 1000
+    finals: OrderedDict[str, Job] = field(default_factory=OrderedDict)
+    interims: dict[str, OrderedDict[str, Job]] = field(default_factory=dict)  # session -> utterance -> job
+    _turn: OrderedDict[str, None] = field(default_factory=OrderedDict)  # sessions, least recently served first
+    dropped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.finals) + sum(len(q) for q in self.interims.values())
+
+    def submit_final(self, u: Utterance, now_ms: int) -> None:
+        self._remove_interim(u.session_id, u.utterance_id)
+        self.finals[u.utterance_id] = Job(u, True, queued_ms=now_ms)
+
+    def submit_interim(self, u: Utterance, revision: int, now_ms: int) -> None:
+        if u.utterance_id in self.finals:
+            return
+        queue = self.interims.setdefault(u.session_id, OrderedDict())
+        queue.pop(u.utterance_id, None)  # an older revision waiting: the newer one replaces it
+        queue[u.utterance_id] = Job(u, False, revision, now_ms)
+        self._turn.setdefault(u.session_id, None)
+        while sum(len(q) for q in self.interims.values()) > self.max_interims:
+            self._drop_oldest_interim()
+
+    def next(self, now_ms: int) -> Job | None:
+        """The decode to run now, or None when nothing waits."""
+        if self.finals:
+            return self.finals.popitem(last=False)[1]
+        while self._turn:
+            sid = next(iter(self._turn))
+            queue = self.interims.get(sid)
+            if not queue:
+                self._forget(sid)
+                continue
+            _, job = queue.popitem(last=False)
+            self._turn.move_to_end(sid)  # served: to the back of the line
+            if not queue:
+                self._forget(sid)
+            if now_ms - job.queued_ms > self.interim_max_wait_ms:
+                self.dropped += 1
+                continue
+            return job
+        return None
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget the decodes of partitions this worker no longer owns (their new owner redoes them)."""
+        for uid, job in list(self.finals.items()):
+            if job.utterance.partition in partitions:
+                del self.finals[uid]
+        for sid, queue in list(self.interims.items()):
+            for uid, job in list(queue.items()):
+                if job.utterance.partition in partitions:
+                    del queue[uid]
+            if not queue:
+                self._forget(sid)
+
+    def _remove_interim(self, sid: str, uid: str) -> None:
+        queue = self.interims.get(sid)
+        if queue is not None and queue.pop(uid, None) is not None and not queue:
+            self._forget(sid)
+
+    def _drop_oldest_interim(self) -> None:
+        oldest = min(
+            ((sid, uid, job) for sid, q in self.interims.items() for uid, job in q.items()),
+            key=lambda x: x[2].queued_ms,
+        )
+        self._remove_interim(oldest[0], oldest[1])
+        self.dropped += 1
+
+    def _forget(self, sid: str) -> None:
+        self.interims.pop(sid, None)
+        self._turn.pop(sid, None)
+
+
+@dataclass
+class LanguageMemory:
+    """Languages detected per session. An utterance keeps the language its first confident decode found;
+    a session whose last ``stable_after`` finals were all in one language uses it for new utterances."""
+
+    stable_after: int = 3
+    redetect_every: int = 10  # a stable session still detects on every 10th utterance (people switch)
+    min_probability: float = 0.7
+    max_sessions: int = 10_000
+    _streaks: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+
+    def language_for(self, u: Utterance, given: str | None) -> str | None:
+        """The language to decode ``u`` in; None means: detect."""
+        if given:
+            return given
+        if u.language is not None:
+            return u.language
+        lang, streak = self._streaks.get(u.session_id, (None, 0))
+        if streak < self.stable_after or streak % self.redetect_every == 0:
+            return None
+        return lang
+
+    def observe(self, u: Utterance, language: str | None, probability: float | None, final: bool) -> None:
+        """A decode of ``u`` without a given language found ``language``."""
+        if language is None:
+            return
+        if u.language is None and (probability or 0.0) >= self.min_probability:
+            u.language = language
+        if final:
+            lang, streak = self._streaks.pop(u.session_id, (None, 0))
+            self._streaks[u.session_id] = (language, streak + 1 if lang == language else 1)
+            while len(self._streaks) > self.max_sessions:
+                self._streaks.popitem(last=False)

@@ -1,0 +1,95 @@
+"""Concurrent sessions on one STT worker, with the references in the same run; prints a table.
+
+    .venv/bin/python -m bench.sessions [--sessions 1,2,3,4]   # from the repository root, after bin/test
+
+Each session streams the five-clip LibriVox stream (``bench.accuracy``) at real-time pace through a real
+broker, gateway and one STT worker (Whisper base int8, 2 threads). Per session count: WER, first text
+after speech start (utterance_start -> first realtime or final of that segment), final after speech end
+(utterance_end -> final), overload errors. References, same run, same machine: offline faster-whisper on
+the whole stream (WER), and the bare engine's finals-only throughput (audio seconds decoded per second:
+the most real-time sessions this machine can carry with that model and beam).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from babelstream.audio.resample import pcm16_to_float
+from babelstream.client import StreamReport
+from babelstream.engines.models import resolve_whisper_model
+from babelstream.engines.stt import WhisperEngine
+from babelstream.load import percentiles, run_load
+from bench.accuracy import five_clip_stream, utterances
+from bench.run import start_stack
+from streams.broker import LocalKafka
+from tests.audio import wer
+
+
+def latencies(rep: StreamReport) -> tuple[list[float], list[float]]:
+    """(first text after speech start, final after speech end) per utterance of one session, in s."""
+    first: dict[int, float] = {}
+    for m in rep.messages:
+        if m["type"] in ("realtime", "final"):
+            first.setdefault(m["segment_id"], m["_t"])
+    starts = {m["segment_id"]: m["_t"] for m in rep.of_type("utterance_start")}
+    ends = {m["segment_id"]: m["_t"] for m in rep.of_type("utterance_end")}
+    finals = {m["segment_id"]: m["_t"] for m in rep.of_type("final")}
+    to_text = [first[i] - t for i, t in starts.items() if i in first]
+    to_final = [finals[i] - t for i, t in ends.items() if i in finals]
+    return to_text, to_final
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", default="1,2,3,4")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    pcm, ref = five_clip_stream()
+    stream_s = len(pcm) / 32000
+
+    engine = WhisperEngine(resolve_whisper_model("base", None), cpu_threads=args.threads, beam_size=5)
+    offline_wer = wer(ref, engine.transcribe(pcm16_to_float(pcm), language=None, final=True).text)
+    utts = utterances(pcm)
+    t0 = time.perf_counter()
+    for u in utts:
+        engine.transcribe(u.audio(), language=None, final=True)
+    limit = sum(u.audio_ms for u in utts) / 1000 / (time.perf_counter() - t0)  # audio s per s, finals only
+    del engine
+
+    table = Table(title=f"Five-clip stream ({stream_s:.0f} s) per session, Whisper base int8, {args.threads} threads")
+    for col in ("sessions", "WER", "first text p50/p90 (s)", "final after end p50/p90 (s)", "overload", "÷ limit"):
+        table.add_column(col, justify="right")
+    table.add_row("offline, whole stream", f"{offline_wer:.3f}", "-", "-", "-", "-")
+    table.add_row(f"bare engine, finals only: {limit:.2f} s audio/s", "-", "-", "-", "-", "1.00")
+    with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka", heap_mb=384) as k:
+        st = start_stack(k.bootstrap, Path(tmp) / "stack", {"MODEL_SIZE": "base", "CPU_THREADS": str(args.threads)})
+        try:
+            for n in [int(x) for x in args.sessions.split(",")]:
+                reports, failed = asyncio.run(run_load(st.ws_url, pcm, n, pace=1.0, stagger_s=0.5, timeout_s=600))
+                wers = [wer(ref, r.text) for r in reports]
+                to_text = [x for r in reports for x in latencies(r)[0]]
+                to_final = [x for r in reports for x in latencies(r)[1]]
+                t, f = percentiles(to_text), percentiles(to_final)
+                overload = sum(1 for r in reports for m in r.of_type("error") if m["code"] == "overloaded")
+                table.add_row(
+                    str(n),
+                    f"{max(wers):.3f}" + (f" ({failed} failed)" if failed else ""),
+                    f"{t.get('p50', float('nan')):.2f} / {t.get('p90', float('nan')):.2f}",
+                    f"{f.get('p50', float('nan')):.2f} / {f.get('p90', float('nan')):.2f}",
+                    str(overload),
+                    f"{n / limit:.2f}",
+                )
+        finally:
+            st.stop()
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

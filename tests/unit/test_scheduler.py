@@ -1,0 +1,86 @@
+"""The STT worker's decode policy (pure logic): finals first, coalesced interims, fairness, language reuse."""
+
+from __future__ import annotations
+
+from babelstream.scheduler import DecodeScheduler, LanguageMemory
+from babelstream.utterances import Utterance
+
+
+def utt(sid: str, idx: int = 0, partition: int = 0) -> Utterance:
+    return Utterance(sid, idx, f"{sid}:{idx}", 0, None, None, False, partition)
+
+
+def drain(s: DecodeScheduler, now_ms: int = 0) -> list[tuple[str, bool, int]]:
+    out = []
+    while (job := s.next(now_ms)) is not None:
+        out.append((job.key, job.final, job.revision))
+    return out
+
+
+def test_finals_come_first_oldest_first() -> None:
+    s = DecodeScheduler()
+    s.submit_interim(utt("a"), 1, now_ms=0)
+    s.submit_final(utt("b"), now_ms=1)
+    s.submit_final(utt("c"), now_ms=2)
+    assert drain(s) == [("b:0", True, 0), ("c:0", True, 0), ("a:0", False, 1)]
+
+
+def test_newer_interims_replace_older_and_a_final_drops_its_interim() -> None:
+    s = DecodeScheduler()
+    a, b = utt("a"), utt("b")
+    for rev in (1, 2, 3):
+        s.submit_interim(a, rev, now_ms=rev)
+    s.submit_interim(b, 1, now_ms=4)
+    s.submit_final(b, now_ms=5)
+    s.submit_interim(b, 2, now_ms=6)  # a late interim of a finalised utterance is not wanted
+    assert drain(s, now_ms=10) == [("b:0", True, 0), ("a:0", False, 3)]
+    assert len(s) == 0
+
+
+def test_interims_are_fair_across_sessions() -> None:
+    s = DecodeScheduler()
+    for i in range(3):  # a talkative session with three utterances waiting
+        s.submit_interim(utt("loud", i), 1, now_ms=i)
+    s.submit_interim(utt("quiet"), 1, now_ms=5)
+    order = [key for key, _, _ in drain(s, now_ms=10)]
+    assert order.index("quiet:0") == 1  # served right after the first of the talkative session
+
+
+def test_stale_interims_are_dropped_and_the_queue_is_bounded() -> None:
+    s = DecodeScheduler(interim_max_wait_ms=100, max_interims=3)
+    s.submit_interim(utt("old"), 1, now_ms=0)
+    s.submit_interim(utt("new"), 1, now_ms=190)
+    assert drain(s, now_ms=200) == [("new:0", False, 1)] and s.dropped == 1
+    for i in range(5):
+        s.submit_interim(utt(f"s{i}"), 1, now_ms=1000 + i)
+    assert len(s) == 3 and [k for k, _, _ in drain(s, now_ms=1010)] == ["s2:0", "s3:0", "s4:0"]
+
+
+def test_revoked_partitions_lose_their_decodes() -> None:
+    s = DecodeScheduler()
+    s.submit_final(utt("a", partition=1), now_ms=0)
+    s.submit_interim(utt("b", partition=2), 1, now_ms=0)
+    s.submit_final(utt("c", partition=2), now_ms=0)
+    s.drop_partitions({2})
+    assert drain(s) == [("a:0", True, 0)]
+
+
+def test_language_is_detected_once_per_utterance_then_per_session() -> None:
+    mem = LanguageMemory(stable_after=2, redetect_every=4, min_probability=0.7)
+    first = utt("s", 0)
+    assert mem.language_for(first, given=None) is None  # nothing known: detect
+    mem.observe(first, "fr", 0.4, final=False)  # not confident: detect again next time
+    assert mem.language_for(first, given=None) is None
+    mem.observe(first, "es", 0.95, final=False)
+    assert mem.language_for(first, given=None) == "es"  # later interims and the final reuse it
+    assert mem.language_for(first, given="en") == "en"  # a language the client named always wins
+    mem.observe(first, "es", 1.0, final=True)
+    second = utt("s", 1)
+    assert mem.language_for(second, given=None) is None  # one utterance is not yet a stable session
+    mem.observe(second, "es", 0.9, final=True)
+    third = utt("s", 2)
+    assert mem.language_for(third, given=None) == "es"  # stable after two: no detection at all
+    mem.observe(third, "es", 1.0, final=True)
+    mem.observe(utt("s", 3), "es", 1.0, final=True)
+    assert mem.language_for(utt("s", 4), given=None) is None  # every 4th utterance checks again
+    assert mem.language_for(utt("other"), given=None) is None  # sessions do not share
