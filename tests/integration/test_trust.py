@@ -305,3 +305,19 @@ async def test_health_says_when_kafka_is_gone(tmp_path: Path) -> None:
             assert reply[1]["status"] == "degraded" and reply[1]["kafka"] == "unreachable", reply
         finally:
             await asyncio.to_thread(own.stop)
+
+
+async def test_a_giant_frame_closes_with_1009_naming_the_limit(stack: Stack) -> None:
+    """Over 16 x MAX_FRAME_BYTES the WebSocket layer refuses the frame from its header, before reading it
+    (close 1009, the reason names the limit); smaller oversized frames get a JSON frame_too_large."""
+    async with connect(stack.ws_url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start"}))
+        await recv_type(ws, "ready")
+        await ws.send(bytes(300 * 1024))  # over MAX_FRAME_BYTES, under the hard limit
+        err = await recv_type(ws, "error")
+        assert err["code"] == "frame_too_large" and err["fatal"] is False
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.send(bytes(16 * 256 * 1024 + 1))
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert "exceeds limit" in closed.value.rcvd.reason
