@@ -13,14 +13,25 @@ forwards only the first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from babelstream.engines.stt import SttEngine
+from babelstream.engines.stt import SttEngine, Transcription
 from babelstream.scheduler import DecodeScheduler, Job, LanguageMemory
-from babelstream.utterances import Discard, Final, Interim, Utterance, UtteranceAssembler, utterance_result
+from babelstream.utterances import (
+    Discard,
+    Final,
+    Interim,
+    Speculate,
+    Utterance,
+    UtteranceAssembler,
+    utterance_result,
+)
 from schemas.records import ErrorInfo, Result, ResultKind, now_ms
 from streams.app import StreamApp
 from streams.topics import session_key
@@ -34,6 +45,17 @@ AUDIO_S = Counter("babelstream_stt_audio_seconds_total", "Seconds of audio trans
 PROCESSING_S = Histogram("babelstream_stt_processing_seconds", "Engine time per decode", ["kind"])
 OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
 QUEUED = Gauge("babelstream_stt_queued_decodes", "Decodes waiting in the scheduler")
+SPECULATION = Counter("babelstream_stt_speculative_finals_total", "Finals decoded at a pause", ["outcome"])
+MAX_GUESSES = 1000
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A final decoded at a pause, kept until the utterance's END says whether speech went on."""
+
+    transcription: Transcription
+    speech_end_ms: int | None
+    from_ms: int
 
 
 def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
@@ -42,9 +64,10 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     assembler = UtteranceAssembler(
         s.interim_interval_ms, s.interim_max_lag_ms, abandon_after_ms=int(s.max_utterance_s * 1000) * 4
     )
-    scheduler = DecodeScheduler(interim_max_wait_ms=s.interim_max_wait_ms)
+    scheduler = DecodeScheduler(interim_max_wait_ms=s.interim_max_wait_ms, interim_settle_ms=s.interim_settle_ms)
     languages = LanguageMemory()
     work = asyncio.Event()  # set when the scheduler has something
+    guesses: OrderedDict[str, Guess] = OrderedDict()  # speculative decodes by utterance id, newest last
 
     async def send(result: Result) -> None:
         fut = await sa.results_out_topic.send(key=session_key(result.session_id), value=codecs.result.encode(result))
@@ -61,11 +84,30 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         INTERIMS.inc()
         await send(utterance_result(u, ResultKind.REALTIME, engine.name, sa.results_version, t, revision=job.revision))
 
-    async def finalize(u: Utterance) -> None:
+    async def speculate(job: Job) -> None:
+        """Decode the utterance as it stands at a pause, exactly as its final would be decoded."""
+        u = job.utterance
         given = u.source_lang or s.stt_language
         audio, from_ms = u.speech(s.trim_margin_ms)
+        t = await asyncio.to_thread(engine.transcribe, audio, language=languages.language_for(u, given), final=True)
+        guesses[u.utterance_id] = Guess(t, job.speech_end_ms, from_ms)
+        while len(guesses) > MAX_GUESSES:  # utterances that never ended here (revoked, abandoned)
+            guesses.popitem(last=False)
+
+    async def finalize(u: Utterance) -> None:
+        given = u.source_lang or s.stt_language
+        guess = guesses.pop(u.utterance_id, None)
         try:
-            t = await asyncio.to_thread(engine.transcribe, audio, language=languages.language_for(u, given), final=True)
+            if guess is not None and guess.speech_end_ms is not None and guess.speech_end_ms == u.speech_end_ms:
+                SPECULATION.labels("hit").inc()  # no speech after the pause: that decode is the final
+                t, from_ms = guess.transcription, guess.from_ms
+            else:
+                if guess is not None:
+                    SPECULATION.labels("miss").inc()  # speech went on after the pause
+                audio, from_ms = u.speech(s.trim_margin_ms)
+                t = await asyncio.to_thread(
+                    engine.transcribe, audio, language=languages.language_for(u, given), final=True
+                )
         except Exception as e:
             log.exception("transcription of %s failed", u.utterance_id)
             ERRORS.labels("stt_failed").inc()
@@ -90,22 +132,35 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     async def decoder() -> None:
         """The one decode loop of this worker: whatever the scheduler says is most worth doing next."""
         while True:
-            job = scheduler.next(now_ms())
+            clock_ms = now_ms()
+            job = scheduler.next(clock_ms)
             QUEUED.set(len(scheduler))
             if job is None:
                 work.clear()
-                await work.wait()
+                settles_at_ms = scheduler.settles_at_ms()
+                wait_s = None if settles_at_ms is None else max(0.0, settles_at_ms - clock_ms) / 1000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(work.wait(), wait_s)
                 continue
             try:
-                await (finalize(job.utterance) if job.final else interim(job))
+                if job.kind == "final":
+                    await finalize(job.utterance)
+                elif job.kind == "speculative":
+                    await speculate(job)
+                else:
+                    await interim(job)
             except Exception:  # a send that failed: the events stay unacked and are redelivered
                 log.exception("decode of %s failed", job.key)
                 ERRORS.labels("decode_failed").inc()
 
-    def want(action: Final | Interim) -> None:
+    def want(action: Final | Speculate | Interim) -> None:
         clock_ms = now_ms()
         if isinstance(action, Final):
             scheduler.submit_final(action.utterance, clock_ms)
+        elif isinstance(action, Speculate):
+            scheduler.submit_speculative(action.utterance, action.speech_end_ms, clock_ms)
+        elif action.utterance.utterance_id in guesses:
+            return  # paused and already decoded: an interim would say nothing new
         else:
             scheduler.submit_interim(action.utterance, action.revision, clock_ms)
         work.set()
@@ -122,7 +177,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
             action = assembler.add(ev, clock_ms, partition=event.message.partition, tag=event)
             for stale in assembler.abandoned(clock_ms):
                 want(stale)
-            if isinstance(action, Interim | Final):
+            if isinstance(action, Interim | Speculate | Final):
                 want(action)
             elif isinstance(action, Discard):
                 ERRORS.labels(action.reason).inc()

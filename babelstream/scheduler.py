@@ -5,9 +5,14 @@ decoder loop takes :meth:`DecodeScheduler.next` and runs it. The policy:
 
 * finals first, oldest first: committed text is what users wait for, and an event is acked only once
   its utterance's final is stored;
+* speculative finals only when nothing else waits: speech paused (a PAUSE event), so the utterance may
+  be complete, and decoding it now lets its final go out as soon as END confirms that no speech
+  followed; but when speech goes on the decode was wasted, so it must never take time from real work;
 * at most one interim per utterance waits: a newer revision replaces the older one (coalesced away), and
   a final drops its utterance's waiting interim;
 * interims are served round-robin across sessions, so one talkative session cannot starve the others;
+* an interim waits ``interim_settle_ms`` before it may start, so a pause or an end that follows right
+  behind it (the chunk that completes an utterance often makes an interim due) takes its place;
 * interims that waited longer than ``interim_max_wait_ms`` are dropped (their text would arrive after
   newer speech anyway); finals are never dropped;
 * the queue of interims is bounded (``max_interims``): past it the oldest is dropped.
@@ -20,44 +25,62 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Literal
 
 from babelstream.utterances import Utterance
+
+JobKind = Literal["final", "speculative", "interim"]
 
 
 @dataclass(frozen=True)
 class Job:
     utterance: Utterance
-    final: bool
+    kind: JobKind
     revision: int = 0
     queued_ms: int = 0
+    speech_end_ms: int | None = None  # speculative: where speech had ended when it paused
 
     @property
     def key(self) -> str:
         return self.utterance.utterance_id
 
+    @property
+    def final(self) -> bool:
+        return self.kind == "final"
+
 
 @dataclass
 class DecodeScheduler:
     interim_max_wait_ms: int = 1500
+    interim_settle_ms: int = 100
     max_interims: int = 1000
     finals: OrderedDict[str, Job] = field(default_factory=OrderedDict)
+    speculative: OrderedDict[str, Job] = field(default_factory=OrderedDict)
     interims: dict[str, OrderedDict[str, Job]] = field(default_factory=dict)  # session -> utterance -> job
     _turn: OrderedDict[str, None] = field(default_factory=OrderedDict)  # sessions, least recently served first
     dropped: int = 0
 
     def __len__(self) -> int:
-        return len(self.finals) + sum(len(q) for q in self.interims.values())
+        return len(self.finals) + len(self.speculative) + sum(len(q) for q in self.interims.values())
 
     def submit_final(self, u: Utterance, now_ms: int) -> None:
         self._remove_interim(u.session_id, u.utterance_id)
-        self.finals[u.utterance_id] = Job(u, True, queued_ms=now_ms)
+        self.speculative.pop(u.utterance_id, None)  # not started yet: the final decode does the work
+        self.finals[u.utterance_id] = Job(u, "final", queued_ms=now_ms)
+
+    def submit_speculative(self, u: Utterance, speech_end_ms: int | None, now_ms: int) -> None:
+        if u.utterance_id in self.finals:
+            return
+        self._remove_interim(u.session_id, u.utterance_id)
+        self.speculative.pop(u.utterance_id, None)  # an earlier pause of the same utterance
+        self.speculative[u.utterance_id] = Job(u, "speculative", queued_ms=now_ms, speech_end_ms=speech_end_ms)
 
     def submit_interim(self, u: Utterance, revision: int, now_ms: int) -> None:
-        if u.utterance_id in self.finals:
+        if u.utterance_id in self.finals or u.utterance_id in self.speculative:
             return
         queue = self.interims.setdefault(u.session_id, OrderedDict())
         queue.pop(u.utterance_id, None)  # an older revision waiting: the newer one replaces it
-        queue[u.utterance_id] = Job(u, False, revision, now_ms)
+        queue[u.utterance_id] = Job(u, "interim", revision, now_ms)
         self._turn.setdefault(u.session_id, None)
         while sum(len(q) for q in self.interims.values()) > self.max_interims:
             self._drop_oldest_interim()
@@ -66,27 +89,43 @@ class DecodeScheduler:
         """The decode to run now, or None when nothing waits."""
         if self.finals:
             return self.finals.popitem(last=False)[1]
-        while self._turn:
-            sid = next(iter(self._turn))
+        if (interim := self._next_interim(now_ms)) is not None:
+            return interim
+        if self.speculative and not any(self.interims.values()):  # idle otherwise: worth a guess
+            return self.speculative.popitem(last=False)[1]
+        return None
+
+    def _next_interim(self, now_ms: int) -> Job | None:
+        for sid in list(self._turn):  # least recently served session first
             queue = self.interims.get(sid)
             if not queue:
                 self._forget(sid)
                 continue
-            _, job = queue.popitem(last=False)
-            self._turn.move_to_end(sid)  # served: to the back of the line
+            for uid, job in list(queue.items()):
+                if now_ms - job.queued_ms > self.interim_max_wait_ms:
+                    del queue[uid]
+                    self.dropped += 1
+                elif now_ms - job.queued_ms >= self.interim_settle_ms:
+                    del queue[uid]
+                    self._turn.move_to_end(sid)  # served: to the back of the line
+                    if not queue:
+                        self._forget(sid)
+                    return job
             if not queue:
                 self._forget(sid)
-            if now_ms - job.queued_ms > self.interim_max_wait_ms:
-                self.dropped += 1
-                continue
-            return job
         return None
+
+    def settles_at_ms(self) -> int | None:
+        """When the earliest waiting interim may start (the decoder sleeps until then if nothing else)."""
+        waiting = [job.queued_ms for q in self.interims.values() for job in q.values()]
+        return min(waiting) + self.interim_settle_ms if waiting else None
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget the decodes of partitions this worker no longer owns (their new owner redoes them)."""
-        for uid, job in list(self.finals.items()):
-            if job.utterance.partition in partitions:
-                del self.finals[uid]
+        for jobs in (self.finals, self.speculative):
+            for uid, job in list(jobs.items()):
+                if job.utterance.partition in partitions:
+                    del jobs[uid]
         for sid, queue in list(self.interims.items()):
             for uid, job in list(queue.items()):
                 if job.utterance.partition in partitions:

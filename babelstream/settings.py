@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     pre_speech_ms: int = 1000
     min_speech_ms: int = 150
     silence_ms: int = 600
+    pause_ms: int = Field(default=250, ge=0, description="silence that hints the utterance may end; 0: no hints")
     max_utterance_s: float = 15.0
     chunk_ms: int = Field(default=500, description="audio appended to Kafka per chunk event")
 
@@ -121,6 +122,7 @@ class Settings(BaseSettings):
     interim_interval_ms: int = 1000
     interim_max_lag_ms: int = Field(default=500, description="skip interims when the worker is this far behind")
     interim_max_wait_ms: int = Field(default=1000, description="an interim that waited this long to decode is dropped")
+    interim_settle_ms: int = Field(default=100, ge=0, description="an interim waits this long before it may start")
     stt_engine: Literal["whisper", "null"] = "whisper"
     trim_margin_ms: int = Field(
         default=-1, description="finals decode the VAD's speech range plus this margin; negative (default): all"

@@ -78,13 +78,21 @@ class Final:
 
 
 @dataclass(frozen=True)
+class Speculate:
+    """Speech paused: the utterance may be complete. Decoding it now may give its final early."""
+
+    utterance: Utterance
+    speech_end_ms: int | None  # within the utterance; the final may reuse this decode if END says the same
+
+
+@dataclass(frozen=True)
 class Discard:
     """The event belongs to no utterance this worker assembles: ack it and go on."""
 
     reason: str
 
 
-Action = Interim | Final | Discard
+Action = Interim | Speculate | Final | Discard
 
 CLOSED_REMEMBERED = 10_000  # ids of utterances closed by a takeover whose late audio is discarded
 
@@ -127,6 +135,9 @@ class UtteranceAssembler:
         u.last_created_at_ms = max(u.last_created_at_ms, min(ev.created_at_ms, now_ms or ev.created_at_ms))
         u.last_seen_ms = now_ms
         u.source_lang, u.target_lang, u.translate = ev.source_lang, ev.target_lang, ev.translate
+        if ev.kind is AudioEventKind.PAUSE:
+            u.speech_start_ms, u.speech_end_ms = ev.speech_start_ms, ev.speech_end_ms
+            return Speculate(u, ev.speech_end_ms)
         if ev.kind is AudioEventKind.END:
             u.end_reason = ev.end_reason or "end"
             u.speech_start_ms, u.speech_end_ms = ev.speech_start_ms, ev.speech_end_ms

@@ -50,6 +50,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", default="1,2,3,4")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--variants",
+        default="PAUSE_MS=0;PAUSE_MS=250",
+        help="worker settings to compare in this run, ';' between variants, ',' between settings",
+    )
     args = ap.parse_args()
     pcm, ref = five_clip_stream()
     stream_s = len(pcm) / 32000
@@ -64,14 +69,42 @@ def main() -> None:
     del engine
 
     table = Table(title=f"Five-clip stream ({stream_s:.0f} s) per session, Whisper base int8, {args.threads} threads")
-    for col in ("sessions", "WER", "first text p50/p90 (s)", "final after end p50/p90 (s)", "overload", "÷ limit"):
+    cols = (
+        "variant",
+        "sessions",
+        "WER",
+        "first text p50/p90 (s)",
+        "final after end p50/p90 (s)",
+        "overload",
+        "÷ limit",
+    )
+    for col in cols:
         table.add_column(col, justify="right")
-    table.add_row("offline, whole stream", f"{offline_wer:.3f}", "-", "-", "-", "-")
-    table.add_row(f"bare engine, finals only: {limit:.2f} s audio/s", "-", "-", "-", "-", "1.00")
+    table.add_row("offline, whole stream", "-", f"{offline_wer:.3f}", "-", "-", "-", "-")
+    table.add_row(f"bare engine, finals only: {limit:.2f} s audio/s", "-", "-", "-", "-", "-", "1.00")
+    for i, variant in enumerate(args.variants.split(";")):
+        env = dict(kv.split("=", 1) for kv in variant.split(",") if kv)
+        run_variant(table, variant, env, pcm, ref, limit, [int(x) for x in args.sessions.split(",")], args.threads, i)
+    Console().print(table)
+
+
+def run_variant(
+    table: Table,
+    label: str,
+    env: dict[str, str],
+    pcm: bytes,
+    ref: str,
+    limit: float,
+    counts: list[int],
+    threads: int,
+    i: int,
+) -> None:
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka", heap_mb=384) as k:
-        st = start_stack(k.bootstrap, Path(tmp) / "stack", {"MODEL_SIZE": "base", "CPU_THREADS": str(args.threads)})
+        st = start_stack(
+            k.bootstrap, Path(tmp) / f"stack{i}", {"MODEL_SIZE": "base", "CPU_THREADS": str(threads), **env}
+        )
         try:
-            for n in [int(x) for x in args.sessions.split(",")]:
+            for n in counts:
                 reports, failed = asyncio.run(run_load(st.ws_url, pcm, n, pace=1.0, stagger_s=0.5, timeout_s=600))
                 wers = [wer(ref, r.text) for r in reports]
                 to_text = [x for r in reports for x in latencies(r)[0]]
@@ -79,6 +112,7 @@ def main() -> None:
                 t, f = percentiles(to_text), percentiles(to_final)
                 overload = sum(1 for r in reports for m in r.of_type("error") if m["code"] == "overloaded")
                 table.add_row(
+                    label,
                     str(n),
                     f"{max(wers):.3f}" + (f" ({failed} failed)" if failed else ""),
                     f"{t.get('p50', float('nan')):.2f} / {t.get('p90', float('nan')):.2f}",
@@ -88,7 +122,6 @@ def main() -> None:
                 )
         finally:
             st.stop()
-    Console().print(table)
 
 
 if __name__ == "__main__":

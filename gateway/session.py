@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from babelstream.audio.pipeline import SpeechPipeline
 from babelstream.audio.resample import AudioFormatError
-from babelstream.audio.segmenter import Chunk, End, SegmenterConfig, SegmentEvent
+from babelstream.audio.segmenter import Chunk, End, Pause, SegmenterConfig, SegmentEvent
 from babelstream.audio.vad import DualVad
 from babelstream.settings import Settings
 from schemas.messages import (
@@ -312,6 +312,17 @@ class ClientSession:
                         )
                     )
                 )  # type: ignore[arg-type]
+            elif isinstance(e, Pause):
+                pause = AudioEvent(
+                    seq=e.seq,
+                    kind=AudioEventKind.PAUSE,
+                    pcm=b"",
+                    audio_offset_ms=e.offset_ms,
+                    speech_start_ms=e.speech_start_ms,
+                    speech_end_ms=e.speech_end_ms,
+                    **common,  # type: ignore[arg-type]
+                )
+                out.append(Produce(pause))
             else:
                 out.append(
                     Produce(

@@ -28,6 +28,7 @@ def utterance_id(session_id: str, index: int, epoch: int = 0) -> str:
 class AudioEventKind(StrEnum):
     CHUNK = "CHUNK"
     END = "END"
+    PAUSE = "PAUSE"  # speech paused: the utterance may end (a worker may decode it speculatively)
 
 
 class ResultKind(StrEnum):

@@ -45,7 +45,19 @@ class End:
     speech_end_ms: int = 0  # ...and end (the pre-roll before and the closing silence after are not speech)
 
 
-SegmentEvent = Chunk | End
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """``pause_ms`` of silence after speech: the utterance may be about to end (all its audio so far has
+    been emitted as chunks). Emitted once per pause; speech may still resume."""
+
+    utterance_index: int
+    seq: int
+    offset_ms: int
+    speech_start_ms: int
+    speech_end_ms: int
+
+
+SegmentEvent = Chunk | Pause | End
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +69,18 @@ class SegmenterConfig:
     max_utterance_ms: int = 15000
     chunk_ms: int = 500
     sample_rate_hz: int = 16000
+    pause_ms: int = 0  # 0: no Pause events
 
     @classmethod
     def from_settings(cls, s: Settings) -> SegmenterConfig:
         return cls(
-            s.vad_frame_ms, s.pre_speech_ms, s.min_speech_ms, s.silence_ms, int(s.max_utterance_s * 1000), s.chunk_ms
+            s.vad_frame_ms,
+            s.pre_speech_ms,
+            s.min_speech_ms,
+            s.silence_ms,
+            int(s.max_utterance_s * 1000),
+            s.chunk_ms,
+            pause_ms=s.pause_ms,
         )
 
 
@@ -116,10 +135,13 @@ class Segmenter:
             self._speech_end_ms = self._utt_ms
         else:
             self.state = State.SILENCE
+            before_ms = self._silence_run_ms
             self._silence_run_ms += frame_ms
             if self._silence_run_ms >= self.cfg.silence_ms:
                 self._close("silence", out)
                 return out
+            if 0 < self.cfg.pause_ms <= self._silence_run_ms and before_ms < self.cfg.pause_ms:
+                self._pause(out)
         if self._utt_ms >= self.cfg.max_utterance_ms:
             was_speech = self.state is State.ACTIVE
             self._close("max_length", out)
@@ -160,6 +182,13 @@ class Segmenter:
         out.append(Chunk(self._utt_index, self._seq, pcm, self._pending_offset_ms))
         self._seq += 1
         self._pending_offset_ms += len(pcm) // self._bytes_per_ms
+
+    def _pause(self, out: list[SegmentEvent]) -> None:
+        if self._pending:  # everything so far goes out now, so the pause covers all of it
+            self._emit(bytes(self._pending), out)
+            self._pending.clear()
+        out.append(Pause(self._utt_index, self._seq, self._clock_ms, self._speech_start_ms, self._speech_end_ms))
+        self._seq += 1
 
     def _close(self, reason: str, out: list[SegmentEvent]) -> None:
         if self._pending:

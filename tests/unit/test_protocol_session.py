@@ -48,9 +48,11 @@ def test_speech_becomes_append_only_chunks_then_end() -> None:
     out = sess.audio(silence(1000) + pcm + silence(1500))
     events = [o.event for o in out if isinstance(o, Produce)]
     assert events[-1].kind is AudioEventKind.END and events[-1].end_reason == "silence"
-    chunks = events[:-1]
-    assert all(e.kind is AudioEventKind.CHUNK and e.source_lang == "en" for e in chunks)
-    assert [e.seq for e in events] == list(range(len(events)))
+    chunks = [e for e in events if e.kind is AudioEventKind.CHUNK]
+    assert all(e.source_lang == "en" for e in events)
+    assert [e.seq for e in events] == list(range(len(events)))  # chunks, pauses and the end: one sequence
+    pauses = [e for e in events if e.kind is AudioEventKind.PAUSE]
+    assert pauses and pauses[-1].speech_end_ms == events[-1].speech_end_ms  # the last pause was the end
     assert sum(len(e.pcm) for e in chunks) == sum(e.duration_ms for e in chunks) * 32
     kinds = [o.message.type for o in out if isinstance(o, ToClient)]
     assert kinds == ["utterance_start", "utterance_end"]

@@ -10,6 +10,10 @@ def utt(sid: str, idx: int = 0, partition: int = 0) -> Utterance:
     return Utterance(sid, idx, f"{sid}:{idx}", 0, None, None, False, partition)
 
 
+def sched(**kw: int) -> DecodeScheduler:
+    return DecodeScheduler(interim_settle_ms=0, **kw)  # settling has a test of its own
+
+
 def drain(s: DecodeScheduler, now_ms: int = 0) -> list[tuple[str, bool, int]]:
     out = []
     while (job := s.next(now_ms)) is not None:
@@ -18,7 +22,7 @@ def drain(s: DecodeScheduler, now_ms: int = 0) -> list[tuple[str, bool, int]]:
 
 
 def test_finals_come_first_oldest_first() -> None:
-    s = DecodeScheduler()
+    s = sched()
     s.submit_interim(utt("a"), 1, now_ms=0)
     s.submit_final(utt("b"), now_ms=1)
     s.submit_final(utt("c"), now_ms=2)
@@ -26,7 +30,7 @@ def test_finals_come_first_oldest_first() -> None:
 
 
 def test_newer_interims_replace_older_and_a_final_drops_its_interim() -> None:
-    s = DecodeScheduler()
+    s = sched()
     a, b = utt("a"), utt("b")
     for rev in (1, 2, 3):
         s.submit_interim(a, rev, now_ms=rev)
@@ -38,7 +42,7 @@ def test_newer_interims_replace_older_and_a_final_drops_its_interim() -> None:
 
 
 def test_interims_are_fair_across_sessions() -> None:
-    s = DecodeScheduler()
+    s = sched()
     for i in range(3):  # a talkative session with three utterances waiting
         s.submit_interim(utt("loud", i), 1, now_ms=i)
     s.submit_interim(utt("quiet"), 1, now_ms=5)
@@ -47,7 +51,7 @@ def test_interims_are_fair_across_sessions() -> None:
 
 
 def test_stale_interims_are_dropped_and_the_queue_is_bounded() -> None:
-    s = DecodeScheduler(interim_max_wait_ms=100, max_interims=3)
+    s = sched(interim_max_wait_ms=100, max_interims=3)
     s.submit_interim(utt("old"), 1, now_ms=0)
     s.submit_interim(utt("new"), 1, now_ms=190)
     assert drain(s, now_ms=200) == [("new:0", False, 1)] and s.dropped == 1
@@ -57,7 +61,7 @@ def test_stale_interims_are_dropped_and_the_queue_is_bounded() -> None:
 
 
 def test_revoked_partitions_lose_their_decodes() -> None:
-    s = DecodeScheduler()
+    s = sched()
     s.submit_final(utt("a", partition=1), now_ms=0)
     s.submit_interim(utt("b", partition=2), 1, now_ms=0)
     s.submit_final(utt("c", partition=2), now_ms=0)
@@ -84,3 +88,34 @@ def test_language_is_detected_once_per_utterance_then_per_session() -> None:
     mem.observe(utt("s", 3), "es", 1.0, final=True)
     assert mem.language_for(utt("s", 4), given=None) is None  # every 4th utterance checks again
     assert mem.language_for(utt("other"), given=None) is None  # sessions do not share
+
+
+def test_speculative_finals_only_run_when_nothing_else_waits() -> None:
+    s = sched()
+    s.submit_interim(utt("a"), 1, now_ms=0)
+    s.submit_speculative(utt("b"), 900, now_ms=1)
+    s.submit_interim(utt("b"), 2, now_ms=2)  # paused: no interim wanted while its speculative waits
+    s.submit_final(utt("c"), now_ms=3)
+    assert [(j, k) for j, k, _ in drain_kinds(s)] == [("c:0", "final"), ("a:0", "interim"), ("b:0", "speculative")]
+    s.submit_speculative(utt("d"), 500, now_ms=10)
+    s.submit_final(utt("d"), now_ms=11)  # ended before its speculative began: the final does the work
+    assert [(j, k) for j, k, _ in drain_kinds(s, now_ms=12)] == [("d:0", "final")]
+
+
+def drain_kinds(s: DecodeScheduler, now_ms: int = 5) -> list[tuple[str, str, int | None]]:
+    out = []
+    while (job := s.next(now_ms)) is not None:
+        out.append((job.key, job.kind, job.speech_end_ms))
+    return out
+
+
+def test_an_interim_settles_first_so_a_pause_right_behind_it_wins() -> None:
+    s = DecodeScheduler(interim_settle_ms=100)
+    u = utt("a")
+    s.submit_interim(u, 1, now_ms=1000)  # the chunk that completed the utterance made an interim due
+    assert s.next(now_ms=1050) is None and s.settles_at_ms() == 1100
+    s.submit_speculative(u, 700, now_ms=1060)  # ...and the pause came right behind it: nothing else waits
+    job = s.next(now_ms=1070)
+    assert job is not None and job.kind == "speculative" and s.next(now_ms=5000) is None
+    s.submit_interim(utt("b"), 1, now_ms=2000)
+    assert s.next(now_ms=2099) is None and s.next(now_ms=2100) is not None  # alone, it starts once settled

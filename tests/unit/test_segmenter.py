@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from babelstream.audio.segmenter import Chunk, End, Segmenter, SegmenterConfig, State
+from babelstream.audio.segmenter import Chunk, End, Pause, Segmenter, SegmenterConfig, State
 
 FRAME_MS = 30
 FRAME = bytes(16 * 2 * FRAME_MS)
@@ -89,3 +89,19 @@ def test_end_says_where_speech_begins_and_ends_within_the_utterance() -> None:
     seg, _ = run("." * 3 + "S" * 10, cfg)  # flushed mid-speech: speech runs to the end
     end = next(e for e in seg.flush() if isinstance(e, End))
     assert (end.speech_start_ms, end.speech_end_ms) == (3 * FRAME_MS, 13 * FRAME_MS)
+
+
+def test_a_pause_is_announced_once_with_all_audio_so_far() -> None:
+    cfg = SegmenterConfig(frame_ms=30, pre_speech_ms=90, min_speech_ms=90, silence_ms=300, chunk_ms=300, pause_ms=120)
+    _, ev = run("SSSSS" + "...." + "SS" + "." * 10, cfg)
+    kinds = [type(e).__name__ for e in ev]
+    assert kinds.count("Pause") == 2 and kinds[-1] == "End"  # one pause per silence run that reached 120 ms
+    assert [e.seq for e in ev] == list(range(len(ev)))
+    first = ev.index(next(e for e in ev if isinstance(e, Pause)))
+    before = sum(len(e.pcm) for e in ev[:first] if isinstance(e, Chunk))
+    assert before == (5 + 4) * len(FRAME)  # pending audio went out before the pause
+    pause = ev[first]
+    assert (pause.speech_start_ms, pause.speech_end_ms) == (0, 5 * FRAME_MS)
+    assert next(e for e in ev if isinstance(e, End)).speech_end_ms == (5 + 4 + 2) * FRAME_MS
+    _, quiet = run("SSSSS" + "." * 12, SegmenterConfig(frame_ms=30, pre_speech_ms=90, min_speech_ms=90, silence_ms=300))
+    assert not any(isinstance(e, Pause) for e in quiet)  # pause_ms=0: no pauses

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from babelstream.engines.stt import TimedText, Transcription
-from babelstream.utterances import Discard, Final, Interim, UtteranceAssembler, utterance_result
+from babelstream.utterances import Discard, Final, Interim, Speculate, UtteranceAssembler, utterance_result
 from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ResultKind
 
 CHUNK = bytes(16000)  # 500 ms at 16 kHz PCM16
@@ -89,3 +89,12 @@ def test_finals_can_decode_just_the_speech_the_gateway_heard() -> None:
     t = Transcription("hi", "en", 1.0, [TimedText(100, 500, "hi")])
     r = utterance_result(u, ResultKind.FINAL, "m", "live", t, decoded_from_ms=from_ms)
     assert (r.segments[0].start_ms, r.segments[0].end_ms) == (800, 1200)  # session time, not decode time
+
+
+def test_a_pause_asks_for_a_speculative_final_and_keeps_its_event_for_the_ack() -> None:
+    a = UtteranceAssembler(interim_interval_ms=0)
+    a.add(chunk(0), now_ms=0, tag="c0")
+    pause = AudioEvent("s", 0, 1, AudioEventKind.PAUSE, b"", 500, speech_start_ms=100, speech_end_ms=400)
+    spec = a.add(pause, now_ms=0, tag="p")
+    assert isinstance(spec, Speculate) and spec.speech_end_ms == 400 and spec.utterance.tags == ["c0", "p"]
+    assert a.open["s:0"].speech_end_ms == 400  # still open: speech may resume
