@@ -305,39 +305,24 @@ class ClientSession:
                 utterance_id=uid,
             )
             if isinstance(e, Chunk):
-                out.append(
-                    Produce(
-                        AudioEvent(
-                            seq=e.seq, kind=AudioEventKind.CHUNK, pcm=e.pcm, audio_offset_ms=e.offset_ms, **common
-                        )
-                    )
+                chunk = AudioEvent(
+                    seq=e.seq, kind=AudioEventKind.CHUNK, pcm=e.pcm, audio_offset_ms=e.offset_ms, **common
                 )  # type: ignore[arg-type]
-            elif isinstance(e, Pause):
-                pause = AudioEvent(
-                    seq=e.seq,
-                    kind=AudioEventKind.PAUSE,
-                    pcm=b"",
-                    audio_offset_ms=e.offset_ms,
-                    speech_start_ms=e.speech_start_ms,
-                    speech_end_ms=e.speech_end_ms,
-                    **common,  # type: ignore[arg-type]
-                )
-                out.append(Produce(pause))
-            else:
-                out.append(
-                    Produce(
-                        AudioEvent(
-                            seq=e.seq,
-                            kind=AudioEventKind.END,
-                            pcm=b"",
-                            audio_offset_ms=e.offset_ms,
-                            end_reason=e.reason,
-                            speech_start_ms=e.speech_start_ms,
-                            speech_end_ms=e.speech_end_ms,
-                            **common,
-                        )
-                    )
-                )  # type: ignore[arg-type]
+                out.append(Produce(chunk))
+                continue
+            # PAUSE and END: no audio, where speech began and ended so far
+            marker = AudioEvent(
+                seq=e.seq,
+                kind=AudioEventKind.PAUSE if isinstance(e, Pause) else AudioEventKind.END,
+                pcm=b"",
+                audio_offset_ms=e.offset_ms,
+                end_reason=e.reason if isinstance(e, End) else None,
+                speech_start_ms=e.speech_start_ms,
+                speech_end_ms=e.speech_end_ms,
+                **common,  # type: ignore[arg-type]
+            )
+            out.append(Produce(marker))
+            if isinstance(e, End):
                 self.pending.add(idx)
                 st.next_utterance_index = max(st.next_utterance_index, idx + 1)
                 st.open_utterance_index = None
