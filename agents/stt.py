@@ -76,7 +76,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     async def interim(job: Job) -> None:
         u = job.utterance
         given = u.source_lang or s.stt_language
-        audio = u.audio()
+        audio, _ = u.speech(-1, s.normalize_audio)
         t = await asyncio.to_thread(engine.transcribe, audio, language=languages.language_for(u, given), final=False)
         if not given:
             languages.observe(u, t.language, t.language_probability, final=False)
@@ -88,7 +88,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         """Decode the utterance as it stands at a pause, exactly as its final would be decoded."""
         u = job.utterance
         given = u.source_lang or s.stt_language
-        audio, from_ms = u.speech(s.trim_margin_ms)
+        audio, from_ms = u.speech(s.trim_margin_ms, s.normalize_audio)
         t = await asyncio.to_thread(engine.transcribe, audio, language=languages.language_for(u, given), final=True)
         guesses[u.utterance_id] = Guess(t, job.speech_end_ms, from_ms)
         while len(guesses) > MAX_GUESSES:  # utterances that never ended here (revoked, abandoned)
@@ -104,7 +104,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
             else:
                 if guess is not None:
                     SPECULATION.labels("miss").inc()  # speech went on after the pause
-                audio, from_ms = u.speech(s.trim_margin_ms)
+                audio, from_ms = u.speech(s.trim_margin_ms, s.normalize_audio)
                 t = await asyncio.to_thread(
                     engine.transcribe, audio, language=languages.language_for(u, given), final=True
                 )

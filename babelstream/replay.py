@@ -63,21 +63,21 @@ async def replay(
             if ev is not None and (session_id is None or ev.session_id == session_id):
                 action = assembler.add(ev, now_ms=0)
                 if isinstance(action, Final):
-                    await _transcribe(action, engine, tag, producer, stats, settings.trim_margin_ms)
+                    await _transcribe(action, engine, tag, producer, stats, settings)
             if progress is not None:
                 progress(*counts)
         for stale in assembler.abandoned(clock_ms=2**62):  # utterances cut by the range end
-            await _transcribe(stale, engine, tag, producer, stats, settings.trim_margin_ms)
+            await _transcribe(stale, engine, tag, producer, stats, settings)
         await producer.flush()
     stats.records = counts[0]
     return stats
 
 
 async def _transcribe(
-    action: Final, engine: SttEngine, tag: str, producer: EventProducer, stats: ReplayStats, trim_margin_ms: int
+    action: Final, engine: SttEngine, tag: str, producer: EventProducer, stats: ReplayStats, settings: Settings
 ) -> None:
     u = action.utterance
-    audio, from_ms = u.speech(trim_margin_ms)
+    audio, from_ms = u.speech(settings.trim_margin_ms, settings.normalize_audio)
     t = await asyncio.to_thread(engine.transcribe, audio, language=u.source_lang, final=True)
     result = utterance_result(u, ResultKind.FINAL, engine.name, tag, t, decoded_from_ms=from_ms)
     await (await producer.send_result(result))

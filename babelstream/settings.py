@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     interim_max_wait_ms: int = Field(default=1000, description="an interim that waited this long to decode is dropped")
     interim_settle_ms: int = Field(default=100, ge=0, description="an interim waits this long before it may start")
     stt_engine: Literal["whisper", "null"] = "whisper"
+    normalize_audio: bool = Field(default=False, description="peak-normalise each utterance before decoding")
     trim_margin_ms: int = Field(
         default=-1, description="finals decode the VAD's speech range plus this margin; negative (default): all"
     )

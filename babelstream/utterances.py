@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from babelstream.audio.resample import pcm16_to_float
+from babelstream.audio.resample import pcm16_to_float, peak_normalize
 from babelstream.engines.stt import Transcription
 from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Segment
 
@@ -52,18 +52,19 @@ class Utterance:
     def audio(self) -> np.ndarray:
         return pcm16_to_float(b"".join(self.chunks))
 
-    def speech(self, margin_ms: int) -> tuple[np.ndarray, int]:
-        """The audio to decode for the final and where it starts (ms into the utterance): the speech the
-        gateway's VAD found, with ``margin_ms`` either side. Whisper misreads words next to long stretches
-        of non-speech (the pre-roll, the closing silence); without a known range, all of it."""
-        audio = self.audio()
-        if self.speech_start_ms is None or self.speech_end_ms is None or margin_ms < 0:
-            return audio, 0
-        start_ms = max(0, self.speech_start_ms - margin_ms)
-        end_ms = min(self.audio_ms, self.speech_end_ms + margin_ms)
-        if end_ms - start_ms < 100:
-            return audio, 0  # nothing sensible to cut to
-        return audio[start_ms * 16 : end_ms * 16], start_ms
+    def speech(self, margin_ms: int, normalize: bool = False) -> tuple[np.ndarray, int]:
+        """The audio to decode and where it starts (ms into the utterance): the speech the gateway's VAD
+        found, with ``margin_ms`` either side (negative, or no known range: all of it), peak-normalised
+        if asked (NORMALIZE_AUDIO)."""
+        audio, start_ms = self.audio(), 0
+        if self.speech_start_ms is not None and self.speech_end_ms is not None and margin_ms >= 0:
+            start_ms = max(0, self.speech_start_ms - margin_ms)
+            end_ms = min(self.audio_ms, self.speech_end_ms + margin_ms)
+            if end_ms - start_ms >= 100:  # else nothing sensible to cut to
+                audio = audio[start_ms * 16 : end_ms * 16]
+            else:
+                start_ms = 0
+        return (peak_normalize(audio) if normalize else audio), start_ms
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class UtteranceAssembler:
             return Final(u)
         u.chunks.append(ev.pcm)
         u.audio_ms += ev.duration_ms
-        due = u.audio_ms - u.last_interim_audio_ms >= self.interim_interval_ms
+        due = ev.realtime and u.audio_ms - u.last_interim_audio_ms >= self.interim_interval_ms
         fresh = now_ms - ev.created_at_ms <= self.interim_max_lag_ms
         if due and fresh and self.interim_interval_ms > 0:
             u.last_interim_audio_ms = u.audio_ms

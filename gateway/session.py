@@ -303,6 +303,7 @@ class ClientSession:
                 translate=st.translate,
                 gateway_id=self.gateway_id,
                 utterance_id=uid,
+                realtime=self.realtime,
             )
             if isinstance(e, Chunk):
                 chunk = AudioEvent(

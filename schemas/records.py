@@ -58,6 +58,7 @@ class AudioEvent:
     utterance_id: str = ""
     speech_start_ms: int | None = None
     speech_end_ms: int | None = None
+    realtime: bool = True  # the session wants interim results
 
     def __post_init__(self) -> None:
         self.kind = AudioEventKind(self.kind)

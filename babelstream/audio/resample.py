@@ -71,5 +71,11 @@ def float_to_pcm16(x: np.ndarray) -> bytes:
     return (np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
+def peak_normalize(x: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    """Scale so the loudest sample reaches ``peak`` (quiet microphones); silence is left as it is."""
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    return x if top < 1e-4 else (x * (peak / top)).astype(np.float32)
+
+
 def pcm16_to_float(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0

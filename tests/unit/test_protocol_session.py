@@ -220,3 +220,12 @@ def test_stop_flushes_and_refuses_more_audio() -> None:
     with pytest.raises(ProtocolError) as e:
         sess.audio(b"\x00" * 320)
     assert e.value.code == "stopped"
+
+
+def test_audio_events_say_whether_the_session_wants_interims() -> None:
+    pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    for wanted in (True, False):
+        sess = session()
+        start(sess, realtime=wanted)
+        events = [o.event for o in sess.audio(pcm + silence(1500)) if isinstance(o, Produce)]
+        assert events and all(e.realtime is wanted for e in events)

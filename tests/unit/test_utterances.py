@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from babelstream.engines.stt import TimedText, Transcription
-from babelstream.utterances import Discard, Final, Interim, Speculate, UtteranceAssembler, utterance_result
+from babelstream.utterances import (
+    Discard,
+    Final,
+    Interim,
+    Speculate,
+    Utterance,
+    UtteranceAssembler,
+    utterance_result,
+)
 from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ResultKind
 
 CHUNK = bytes(16000)  # 500 ms at 16 kHz PCM16
@@ -98,3 +108,26 @@ def test_a_pause_asks_for_a_speculative_final_and_keeps_its_event_for_the_ack() 
     spec = a.add(pause, now_ms=0, tag="p")
     assert isinstance(spec, Speculate) and spec.speech_end_ms == 400 and spec.utterance.tags == ["c0", "p"]
     assert a.open["s:0"].speech_end_ms == 400  # still open: speech may resume
+
+
+def test_sessions_that_want_no_interims_get_no_interim_decodes() -> None:
+    a = UtteranceAssembler(interim_interval_ms=500, interim_max_lag_ms=10_000)
+    quiet = [
+        a.add(AudioEvent("s", 0, i, AudioEventKind.CHUNK, CHUNK, i * 500, created_at_ms=0, realtime=False), now_ms=0)
+        for i in range(4)
+    ]
+    assert quiet == [None] * 4  # realtime=false: the worker spends nothing on interims for it
+    assert isinstance(a.add(chunk(0, sid="t"), now_ms=0), Interim)
+
+
+def test_quiet_utterances_can_be_peak_normalised() -> None:
+    a = UtteranceAssembler(interim_interval_ms=0)
+    quiet = (np.full(8000, 300, "<i2")).tobytes()  # 500 ms at about -40 dBFS
+    a.add(AudioEvent("s", 0, 0, AudioEventKind.CHUNK, quiet, 0), now_ms=0)
+    fin = a.add(end(1), now_ms=0)
+    assert isinstance(fin, Final)
+    loud, _ = fin.utterance.speech(-1, normalize=True)
+    assert abs(float(np.max(np.abs(loud))) - 0.95) < 1e-3
+    assert float(np.max(np.abs(fin.utterance.speech(-1)[0]))) < 0.01  # off by default
+    silent = Utterance("x", 0, "x:0", 0, None, None, False, chunks=[bytes(3200)])
+    assert float(np.max(np.abs(silent.speech(-1, normalize=True)[0]))) == 0.0  # silence is not blown up
