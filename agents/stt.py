@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from babelstream.acks import InOrderAcks
 from babelstream.engines.stt import SttEngine, Transcription
 from babelstream.scheduler import DecodeScheduler, Job, LanguageMemory
 from babelstream.utterances import (
@@ -47,6 +48,7 @@ OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
 QUEUED = Gauge("babelstream_stt_queued_decodes", "Decodes waiting in the scheduler")
 SPECULATION = Counter("babelstream_stt_speculative_finals_total", "Finals decoded at a pause", ["outcome"])
 MAX_GUESSES = 1000
+FINAL_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     languages = LanguageMemory()
     work = asyncio.Event()  # set when the scheduler has something
     guesses: OrderedDict[str, Guess] = OrderedDict()  # speculative decodes by utterance id, newest last
+    acks: InOrderAcks[Any] = InOrderAcks()  # the committed offset never passes an unfinished utterance
+    paused_at_ms: OrderedDict[str, int] = OrderedDict()  # utterance id -> its audio length at its last pause
+    silence_tail_ms = max(0, s.silence_ms - s.pause_ms) + s.chunk_ms  # audio that may follow a pause before END
+
+    def ack(event: Any) -> None:
+        for ready in acks.done(event.message.partition, event.message.offset):
+            ready.ack()
 
     async def send(result: Result) -> None:
         fut = await sa.results_out_topic.send(key=session_key(result.session_id), value=codecs.result.encode(result))
@@ -97,6 +106,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     async def finalize(u: Utterance) -> None:
         given = u.source_lang or s.stt_language
         guess = guesses.pop(u.utterance_id, None)
+        paused_at_ms.pop(u.utterance_id, None)
         try:
             if guess is not None and guess.speech_end_ms is not None and guess.speech_end_ms == u.speech_end_ms:
                 SPECULATION.labels("hit").inc()  # no speech after the pause: that decode is the final
@@ -126,7 +136,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                 utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t, decoded_from_ms=from_ms)
             )
         for event in u.tags:
-            event.ack()
+            ack(event)
 
     @app.task
     async def decoder() -> None:
@@ -149,29 +159,38 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                     await speculate(job)
                 else:
                     await interim(job)
-            except Exception:  # a send that failed: the events stay unacked and are redelivered
+            except Exception:  # sending failed (Kafka unavailable): a final is tried again, its events unacked
                 log.exception("decode of %s failed", job.key)
                 ERRORS.labels("decode_failed").inc()
+                if job.kind == "final":
+                    await asyncio.sleep(FINAL_RETRY_S)
+                    scheduler.submit_final(job.utterance, now_ms())
 
     def want(action: Final | Speculate | Interim) -> None:
         clock_ms = now_ms()
         if isinstance(action, Final):
             scheduler.submit_final(action.utterance, clock_ms)
         elif isinstance(action, Speculate):
+            paused_at_ms[action.utterance.utterance_id] = action.utterance.audio_ms
+            while len(paused_at_ms) > MAX_GUESSES:
+                paused_at_ms.popitem(last=False)
             scheduler.submit_speculative(action.utterance, action.speech_end_ms, clock_ms)
-        elif action.utterance.utterance_id in guesses:
-            return  # paused and already decoded: an interim would say nothing new
         else:
-            scheduler.submit_interim(action.utterance, action.revision, clock_ms)
+            u = action.utterance
+            paused = paused_at_ms.get(u.utterance_id)
+            if paused is not None and u.audio_ms - paused <= silence_tail_ms:
+                return  # only the silence that will end the utterance came since the pause: nothing to say
+            scheduler.submit_interim(u, action.revision, clock_ms)  # speech went on after the pause
         work.set()
 
     @app.agent(sa.audio_topic, name="stt")
     async def stt(stream: Any) -> None:
         async for event in stream.noack().events():
+            acks.consumed(event.message.partition, event.message.offset, event)
             ev = await dead_letters.decode(codecs.audio, event.message)
             if ev is None:
                 ERRORS.labels("bad_event").inc()
-                event.ack()
+                ack(event)
                 continue
             clock_ms = now_ms()
             action = assembler.add(ev, clock_ms, partition=event.message.partition, tag=event)
@@ -181,7 +200,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                 want(action)
             elif isinstance(action, Discard):
                 ERRORS.labels(action.reason).inc()
-                event.ack()
+                ack(event)
             OPEN.set(len(assembler.open))
 
     @app.on_partitions_revoked.connect
@@ -189,5 +208,6 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         lost = {tp.partition for tp in revoked if tp.topic == sa.topics.audio.name}
         dropped = assembler.drop_partitions(lost)
         scheduler.drop_partitions(lost)
+        acks.drop_partitions(lost)
         if dropped:
             log.info("partitions %s revoked: %d open utterances left to their new owner", lost, len(dropped))

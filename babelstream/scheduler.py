@@ -76,8 +76,9 @@ class DecodeScheduler:
         self.speculative[u.utterance_id] = Job(u, "speculative", queued_ms=now_ms, speech_end_ms=speech_end_ms)
 
     def submit_interim(self, u: Utterance, revision: int, now_ms: int) -> None:
-        if u.utterance_id in self.finals or u.utterance_id in self.speculative:
+        if u.utterance_id in self.finals:
             return
+        self.speculative.pop(u.utterance_id, None)  # more audio came after the pause: speech went on
         queue = self.interims.setdefault(u.session_id, OrderedDict())
         queue.pop(u.utterance_id, None)  # an older revision waiting: the newer one replaces it
         queue[u.utterance_id] = Job(u, "interim", revision, now_ms)

@@ -161,6 +161,9 @@ def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]
         return True
     if allowed:
         return origin.rstrip("/") in allowed
-    origin_host = urlsplit(origin).hostname
-    request_host = urlsplit(f"//{host}").hostname if host else None
+    try:
+        origin_host = urlsplit(origin).hostname
+        request_host = urlsplit(f"//{host}").hostname if host else None
+    except ValueError:  # not a URL at all ("http://[")
+        return False
     return origin_host is not None and origin_host == request_host

@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 from collections import Counter
+from collections.abc import Coroutine
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -118,6 +119,7 @@ class Gateway:
         self.connections = 0
         self.kafka_ok = True
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.auth = Authenticator.create(
             mode=settings.auth,
             listens_beyond_loopback=not settings.gateway_on_loopback,
@@ -130,6 +132,7 @@ class Gateway:
         )
         self.origins = frozenset(o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip())
         self.sessions_of: Counter[str] = Counter()  # concurrent sessions per principal
+        self._last_epoch = 0  # epochs given out here only grow: two connections never share one
         self.key_pacers: dict[str, AudioPacer] = {}  # audio of all sessions of one key (KEY_REALTIME_FACTOR)
         self.tls: ssl.SSLContext | None = None
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
@@ -406,23 +409,26 @@ class Gateway:
 
     async def _start(self, conn: Connection, msg: Start) -> list[Output]:
         session = conn.session
-        if session.started:
-            return session.start(msg, None)  # raises already_started
+        session.validate(msg)  # a bad start fails before anything happens to the session's owner
+        prior = None
+        if msg.session_id:
+            prior = await self.store.get(msg.session_id)
+            ClientSession.authorize_resume(msg, prior)
+            # the connection that has the session now ends its open utterance before this one begins; two
+            # resumes at once: the later one takes it over from the earlier in turn
+            while (old := self.clients.get(msg.session_id)) not in (None, conn):
+                assert old is not None
+                await self._supersede(old)
+                prior = await self.store.get(msg.session_id)
+        # from here to the registration no await: the limits hold however many start at once
         if len(self.clients) >= self.s.max_sessions:
             raise ProtocolError("server_busy", "this gateway has MAX_SESSIONS sessions; try another", fatal=True)
         who = conn.principal
         limit = who.max_sessions or self.s.max_sessions_per_key
         if who is not ANONYMOUS and self.sessions_of[who.name] >= limit:
             raise ProtocolError("too_many_sessions", f"{who.name} already has {limit} sessions open", fatal=True)
-        prior = None
-        if msg.session_id:
-            prior = await self.store.get(msg.session_id)
-            ClientSession.authorize_resume(msg, prior)  # before anything happens to the session's owner
-            old = self.clients.get(msg.session_id)
-            if old is not None and old is not conn:
-                await self._supersede(old)  # its open utterance is ended before this one begins
-                prior = await self.store.get(msg.session_id)
-        outputs = session.start(msg, prior)
+        outputs = session.start(msg, prior, min_epoch=self._last_epoch + 1)
+        self._last_epoch = session.epoch
         assert session.session_id is not None
         self.unstarted.pop(conn, None)
         self.clients[session.session_id] = conn
@@ -451,12 +457,22 @@ class Gateway:
             await asyncio.wait_for(old.done.wait(), timeout_s)
         except TimeoutError:
             log.warning("the superseded connection of %s did not close in %g s", old.session.session_id, timeout_s)
+            sid = old.session.session_id
+            if sid is not None and self.clients.get(sid) is old:
+                del self.clients[sid]  # it is closing; it writes no state and gets no results any more
 
     def _on_state(self, state: SessionState) -> None:
         """A newer state of a session connected here means another gateway took it over."""
         conn = self.clients.get(state.session_id)
         if conn is not None and state.epoch > conn.session.epoch:
-            asyncio.get_running_loop().create_task(self._supersede(conn))
+            self._spawn(self._supersede(conn))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """A background task that is kept until it ends and whose failure is logged."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failed_task)
 
     async def _apply(self, conn: Connection, outputs: list[Output]) -> None:
         for out in outputs:
@@ -511,6 +527,11 @@ class Gateway:
         m.RESULTS.labels(msg.type).inc()
         if observe_latency and result.audio_created_at_ms and result.kind is not ResultKind.ERROR:
             m.RESULT_LATENCY_S.labels(msg.type).observe(max(0, now_ms() - result.audio_created_at_ms) / 1000)
+
+
+def _log_failed_task(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", exc_info=task.exception())
 
 
 def _log_failed_delivery(fut: asyncio.Future[Any]) -> None:

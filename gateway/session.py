@@ -91,7 +91,14 @@ class ClientSession:
         return self.pipeline is not None
 
     # -- control messages ---------------------------------------------------------------------------
-    def start(self, msg: Start, prior: SessionState | None) -> list[Output]:
+    def start(self, msg: Start, prior: SessionState | None, min_epoch: int = 0) -> list[Output]:
+        """``min_epoch``: the connection's epoch is above it (the server keeps epochs unique)."""
+        self.validate(msg)
+        token = self.authorize_resume(msg, prior)
+        return self._start(msg, prior, token, min_epoch)
+
+    def validate(self, msg: Start) -> None:
+        """What can be checked of a start before anything happens (the server checks it before a takeover)."""
         if self.started:
             raise ProtocolError("already_started", "the session is already started; send set_langs instead")
         s = self.s
@@ -104,7 +111,9 @@ class ClientSession:
             raise ProtocolError("bad_channels", f"channels must be 1..{s.max_channels}")
         if msg.translate and not msg.target_lang:
             raise ProtocolError("invalid_message", "translate=true needs a target_lang")
-        token = self.authorize_resume(msg, prior)
+
+    def _start(self, msg: Start, prior: SessionState | None, token: str | None, min_epoch: int) -> list[Output]:
+        s = self.s
         resumed = prior is not None
         if prior is not None:  # fields the client does not repeat carry over from the stored session
             given = msg.model_fields_set
@@ -116,7 +125,7 @@ class ClientSession:
                 }
             )
         self.session_id = prior.session_id if prior else uuid.uuid4().hex
-        self.epoch = max(now_ms(), prior.epoch + 1 if prior else 0)
+        self.epoch = max(now_ms(), prior.epoch + 1 if prior else 0, min_epoch)
         first_index = prior.next_utterance_index if prior else 0
         start_ms = prior.audio_ms_total if prior else 0
         self.state = SessionState(
@@ -178,7 +187,6 @@ class ClientSession:
                     )
                 )
             )
-            self.pending.add(prior.open_utterance_index)
         return [*out, SaveState(self.state, durable=True), ToClient(ready)]
 
     @staticmethod

@@ -321,3 +321,39 @@ async def test_a_giant_frame_closes_with_1009_naming_the_limit(stack: Stack) -> 
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     assert "exceeds limit" in closed.value.rcvd.reason
+
+
+async def outcome(ws: ClientConnection, timeout_s: float = 5.0) -> str:
+    """'taken' once the connection is told its session went elsewhere (before or after its 'ready'),
+    'owner' if nothing of the sort comes within ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg["type"] == "error" and msg["code"] == "session_taken_over":
+                    return "taken"
+    except TimeoutError:
+        return "owner"
+    except ConnectionClosed as closed:
+        return "taken" if closed.rcvd is not None and closed.rcvd.code == 4001 else "closed"
+
+
+async def test_two_resumes_at_once_leave_one_owner(stack: Stack) -> None:
+    """Two tabs reloading with the same session: the later takes it over from the earlier (which may not
+    even have seen its 'ready'), and the survivor transcribes: no orphan that counts but gets nothing."""
+    pcm, _, ref = librivox(CLIP_A)
+    owner, ready = await begin(stack.ws_url, source_lang="en")
+    start = {"type": "start", "session_id": ready["session_id"], "resume_token": ready["resume_token"]}
+    a, b = await connect(stack.ws_url), await connect(stack.ws_url)
+    conns = [owner, a, b]
+    try:
+        await asyncio.gather(a.send(json.dumps(start)), b.send(json.dumps(start)))
+        results = await asyncio.gather(*(outcome(ws) for ws in conns))
+        assert sorted(results) == ["owner", "taken", "taken"], results
+        survivor = conns[results.index("owner")]
+        await speak_unfinished(survivor, silence(300) + pcm + silence(1500))
+        final = await recv_type(survivor, "final", timeout_s=90)
+        assert wer(ref, final["text"]) < 0.2
+    finally:
+        for ws in conns:
+            await ws.close()

@@ -91,6 +91,8 @@ def test_rs256_tokens_and_no_algorithm_confusion(tmp_path: Path) -> None:
         ("https://app.example", "gw:5026", frozenset({"https://app.example"}), True),
         ("https://app.example.evil", "gw:5026", frozenset({"https://app.example"}), False),
         ("https://anything", "gw:5026", frozenset({"*"}), True),
+        ("http://[", "gw:5026", frozenset(), False),  # unparseable: refused, not a server error
+        ("http://gw:8080", "[", frozenset(), False),
     ],
 )
 def test_origin_allow_list(origin: str | None, host: str, allowed: frozenset[str], ok: bool) -> None:
