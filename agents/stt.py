@@ -82,11 +82,18 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         fut = await sa.results_out_topic.send(key=session_key(result.session_id), value=codecs.result.encode(result))
         await fut  # delivered (acks=all) before the source events are acked
 
+    async def decode(u: Utterance, audio: Any, final: bool) -> Transcription:
+        """One engine call in a thread: the utterance's language (if known) and the client's vocabulary."""
+        language = languages.language_for(u, u.source_lang or s.stt_language)
+        return await asyncio.to_thread(
+            engine.transcribe, audio, language=language, final=final, vocabulary=u.vocabulary
+        )
+
     async def interim(job: Job) -> None:
         u = job.utterance
         given = u.source_lang or s.stt_language
         audio, _ = u.speech(-1, s.normalize_audio)
-        t = await asyncio.to_thread(engine.transcribe, audio, language=languages.language_for(u, given), final=False)
+        t = await decode(u, audio, final=False)
         if not given:
             languages.observe(u, t.language, t.language_probability, final=False)
         PROCESSING_S.labels("interim").observe(t.processing_ms / 1000)
@@ -96,9 +103,8 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     async def speculate(job: Job) -> None:
         """Decode the utterance as it stands at a pause, exactly as its final would be decoded."""
         u = job.utterance
-        given = u.source_lang or s.stt_language
         audio, from_ms = u.speech(s.trim_margin_ms, s.normalize_audio)
-        t = await asyncio.to_thread(engine.transcribe, audio, language=languages.language_for(u, given), final=True)
+        t = await decode(u, audio, final=True)
         guesses[u.utterance_id] = Guess(t, job.speech_end_ms, from_ms)
         while len(guesses) > MAX_GUESSES:  # utterances that never ended here (revoked, abandoned)
             guesses.popitem(last=False)
@@ -115,9 +121,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                 if guess is not None:
                     SPECULATION.labels("miss").inc()  # speech went on after the pause
                 audio, from_ms = u.speech(s.trim_margin_ms, s.normalize_audio)
-                t = await asyncio.to_thread(
-                    engine.transcribe, audio, language=languages.language_for(u, given), final=True
-                )
+                t = await decode(u, audio, final=True)
         except Exception as e:
             log.exception("transcription of %s failed", u.utterance_id)
             ERRORS.labels("stt_failed").inc()

@@ -58,6 +58,8 @@ async def stream_audio(
     resume_token: str | None = None,
     api_key: str | None = None,
     ssl: SSLContext | None = None,
+    prompt: str | None = None,
+    hotwords: str | None = None,
 ) -> StreamReport:
     """Send 16-bit mono PCM in ``frame_ms`` frames, ``pace`` x real time (0 = as fast as possible),
     then ``stop`` and wait for the finals (and translations) of every utterance."""
@@ -65,7 +67,12 @@ async def stream_audio(
     report = StreamReport()
     # fields left out are inherited from the stored session when resuming (see the protocol)
     start_msg: dict[str, Any] = {"type": "start", "sample_rate": sample_rate, "encoding": "pcm_s16le"}
-    for key, value in (("source_lang", source_lang), ("target_lang", target_lang)):
+    for key, value in (
+        ("source_lang", source_lang),
+        ("target_lang", target_lang),
+        ("prompt", prompt),
+        ("hotwords", hotwords),
+    ):
         if value is not None:
             start_msg[key] = value
     if translate:

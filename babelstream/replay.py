@@ -78,7 +78,7 @@ async def _transcribe(
 ) -> None:
     u = action.utterance
     audio, from_ms = u.speech(settings.trim_margin_ms, settings.normalize_audio)
-    t = await asyncio.to_thread(engine.transcribe, audio, language=u.source_lang, final=True)
+    t = await asyncio.to_thread(engine.transcribe, audio, language=u.source_lang, final=True, vocabulary=u.vocabulary)
     result = utterance_result(u, ResultKind.FINAL, engine.name, tag, t, decoded_from_ms=from_ms)
     await (await producer.send_result(result))
     stats.utterances += 1

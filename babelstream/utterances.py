@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babelstream.audio.resample import pcm16_to_float, peak_normalize
-from babelstream.engines.stt import Transcription
+from babelstream.engines.stt import Transcription, Vocabulary
 from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Segment
 
 
@@ -41,6 +41,8 @@ class Utterance:
     gaps: int = 0
     end_reason: str | None = None
     language: str | None = None  # detected by an earlier decode of this utterance (see scheduler.LanguageMemory)
+    prompt: str | None = None  # the client's domain text and favoured words, from the first chunk
+    hotwords: str | None = None
     speech_start_ms: int | None = None  # from the gateway's VAD, carried by END
     speech_end_ms: int | None = None
     tags: list[object] = field(default_factory=list)  # opaque handles (e.g. Faust events to ack)
@@ -51,6 +53,10 @@ class Utterance:
 
     def audio(self) -> np.ndarray:
         return pcm16_to_float(b"".join(self.chunks))
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(self.prompt, self.hotwords)
 
     def speech(self, margin_ms: int, normalize: bool = False) -> tuple[np.ndarray, int]:
         """The audio to decode and where it starts (ms into the utterance): the speech the gateway's VAD
@@ -136,6 +142,7 @@ class UtteranceAssembler:
         u.last_created_at_ms = max(u.last_created_at_ms, min(ev.created_at_ms, now_ms or ev.created_at_ms))
         u.last_seen_ms = now_ms
         u.source_lang, u.target_lang, u.translate = ev.source_lang, ev.target_lang, ev.translate
+        u.prompt, u.hotwords = ev.prompt or u.prompt, ev.hotwords or u.hotwords
         if ev.kind is AudioEventKind.PAUSE:
             u.speech_start_ms, u.speech_end_ms = ev.speech_start_ms, ev.speech_end_ms
             return Speculate(u, ev.speech_end_ms)

@@ -120,7 +120,7 @@ class ClientSession:
             msg = msg.model_copy(
                 update={
                     f: getattr(prior, f)
-                    for f in ("source_lang", "target_lang", "translate")
+                    for f in ("source_lang", "target_lang", "translate", "prompt", "hotwords")
                     if f not in given and getattr(prior, f) is not None
                 }
             )
@@ -142,6 +142,8 @@ class ClientSession:
             created_at_ms=prior.created_at_ms if prior else now_ms(),
             epoch=self.epoch,
             resume_token_sha256=prior.resume_token_sha256 if prior else token_digest(token or ""),
+            prompt=msg.prompt,
+            hotwords=msg.hotwords,
         )
         self.realtime = msg.realtime
         try:
@@ -314,8 +316,9 @@ class ClientSession:
                 realtime=self.realtime,
             )
             if isinstance(e, Chunk):
+                vocabulary = {"prompt": st.prompt, "hotwords": st.hotwords} if e.seq == 0 else {}
                 chunk = AudioEvent(
-                    seq=e.seq, kind=AudioEventKind.CHUNK, pcm=e.pcm, audio_offset_ms=e.offset_ms, **common
+                    seq=e.seq, kind=AudioEventKind.CHUNK, pcm=e.pcm, audio_offset_ms=e.offset_ms, **common, **vocabulary
                 )  # type: ignore[arg-type]
                 out.append(Produce(chunk))
                 continue

@@ -52,6 +52,8 @@ class Start(_Msg):
     translate: bool = False
     session_id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
     resume_token: Annotated[str, Field(max_length=256)] | None = None
+    prompt: Annotated[str, Field(max_length=800)] | None = None  # domain text: names, jargon, spelling
+    hotwords: Annotated[str, Field(max_length=400)] | None = None  # words to favour
     realtime: bool = True
     received_up_to: int | None = Field(None, ge=-1, description="resume: finals up to this segment are held")
 

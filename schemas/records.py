@@ -59,6 +59,8 @@ class AudioEvent:
     speech_start_ms: int | None = None
     speech_end_ms: int | None = None
     realtime: bool = True  # the session wants interim results
+    prompt: str | None = None  # the client's domain text and favoured words (first chunk of an utterance)
+    hotwords: str | None = None
 
     def __post_init__(self) -> None:
         self.kind = AudioEventKind(self.kind)
@@ -179,6 +181,8 @@ class SessionState:
     epoch: int = 0
     open_utterance_index: int | None = None
     resume_token_sha256: str | None = None
+    prompt: str | None = None
+    hotwords: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,10 +29,36 @@ class Transcription:
     processing_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """What the client told us to expect: ``prompt`` (domain text, names, spelling: Whisper's initial
+    prompt) and ``hotwords`` (words to favour)."""
+
+    prompt: str | None = None
+    hotwords: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.prompt or self.hotwords)
+
+
+NO_VOCABULARY = Vocabulary()
+
+
+def looks_degenerate(text: str) -> bool:
+    """Whisper stuck in a loop (a prompt or hotwords can do that): a word three times running, or few
+    distinct words in a longer text."""
+    words = [w.strip(".,!?;:").lower() for w in text.split()]
+    if any(a == b == c for a, b, c in zip(words, words[1:], words[2:], strict=False)):
+        return True
+    return len(words) >= 8 and len(set(words)) / len(words) < 0.35
+
+
 class SttEngine(Protocol):
     name: str
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None, final: bool) -> Transcription: ...
+    def transcribe(
+        self, audio: np.ndarray, *, language: str | None, final: bool, vocabulary: Vocabulary = NO_VOCABULARY
+    ) -> Transcription: ...
 
 
 class WhisperEngine:
@@ -73,21 +99,15 @@ class WhisperEngine:
             name=f"faster-whisper:{s.model_path or s.model_size}",
         )
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None, final: bool) -> Transcription:
+    def transcribe(
+        self, audio: np.ndarray, *, language: str | None, final: bool, vocabulary: Vocabulary = NO_VOCABULARY
+    ) -> Transcription:
         t0 = time.perf_counter()
         if not self.multilingual:
             language = "en"
-        with self._lock:
-            segments, info = self.model.transcribe(
-                audio,
-                language=language,
-                beam_size=self.beam_size if final else self.interim_beam_size,
-                vad_filter=self.vad_filter,
-                condition_on_previous_text=False,
-                temperature=0.0 if not final else (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-                without_timestamps=not final,
-            )
-            parts = [TimedText(int(sg.start * 1000), int(sg.end * 1000), sg.text.strip()) for sg in segments]
+        parts, info = self._decode(audio, language, final, vocabulary)
+        if vocabulary and looks_degenerate(" ".join(p.text for p in parts)):
+            parts, info = self._decode(audio, language, final, NO_VOCABULARY)  # the vocabulary made it loop
         text = " ".join(p.text for p in parts if p.text)
         return Transcription(
             text=text,
@@ -97,13 +117,32 @@ class WhisperEngine:
             processing_ms=int((time.perf_counter() - t0) * 1000),
         )
 
+    def _decode(
+        self, audio: np.ndarray, language: str | None, final: bool, vocabulary: Vocabulary
+    ) -> tuple[list[TimedText], Any]:
+        with self._lock:
+            segments, info = self.model.transcribe(
+                audio,
+                language=language,
+                beam_size=self.beam_size if final else self.interim_beam_size,
+                vad_filter=self.vad_filter,
+                condition_on_previous_text=False,
+                temperature=0.0 if not final else (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                without_timestamps=not final,
+                initial_prompt=vocabulary.prompt,
+                hotwords=vocabulary.hotwords,
+            )
+            return [TimedText(int(sg.start * 1000), int(sg.end * 1000), sg.text.strip()) for sg in segments], info
+
 
 class NullEngine:
     """Returns a fixed text at once: measures the pipeline's own overhead in benchmarks and tests."""
 
     name = "null"
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None, final: bool) -> Transcription:
+    def transcribe(
+        self, audio: np.ndarray, *, language: str | None, final: bool, vocabulary: Vocabulary = NO_VOCABULARY
+    ) -> Transcription:
         seconds = len(audio) / 16000
         text = f"{'final' if final else 'partial'} {seconds:.2f} seconds"
         return Transcription(text, language or "en", 1.0, [TimedText(0, int(seconds * 1000), text)], 0)

@@ -229,3 +229,35 @@ def test_audio_events_say_whether_the_session_wants_interims() -> None:
         start(sess, realtime=wanted)
         events = [o.event for o in sess.audio(pcm + silence(1500)) if isinstance(o, Produce)]
         assert events and all(e.realtime is wanted for e in events)
+
+
+def test_the_vocabulary_goes_with_each_utterances_first_chunk_and_survives_a_resume() -> None:
+    sess = session()
+    start(sess, prompt="Szczepanski, omeprazole.", hotwords="Nguyen")
+    pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    events = [o.event for o in sess.audio(pcm + silence(1500)) if isinstance(o, Produce)]
+    first = [e for e in events if e.seq == 0]
+    assert first and all((e.prompt, e.hotwords) == ("Szczepanski, omeprazole.", "Nguyen") for e in first)
+    assert all(e.prompt is None for e in events if e.seq > 0)  # not repeated on every chunk
+    assert sess.state is not None and sess.state.prompt == "Szczepanski, omeprazole."
+    resumed = session()
+    out = start(resumed, stored(prompt="Szczepanski", hotwords=None), session_id="s-1", resume_token="secret")
+    assert isinstance(out[-1], ToClient) and resumed.state is not None and resumed.state.prompt == "Szczepanski"
+    with pytest.raises(ProtocolError):
+        start(session(), prompt="x" * 801)
+
+
+@pytest.mark.parametrize(
+    ("text", "stuck"),
+    [
+        ("Nguyen Nguyen Nguyen Nguyen", True),
+        ("the the the cat", True),
+        ("a b a b a b a b a b", True),
+        ("He was not an ill-disposed young man.", False),
+        ("No, no. I said no.", False),
+    ],
+)
+def test_loops_are_recognised(text: str, stuck: bool) -> None:
+    from babelstream.engines.stt import looks_degenerate
+
+    assert looks_degenerate(text) is stuck
