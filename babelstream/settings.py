@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle of the brokers; unset: system CAs")
     kafka_ssl_certfile: Path | None = Field(default=None, description="client certificate, for mutual TLS")
     kafka_ssl_keyfile: Path | None = None
+    kafka_write_timeout_s: float = Field(
+        default=10.0, gt=0, description="a write the gateway waits for (utterance start) fails after this"
+    )
     kafka_version: str = "3.9.1"
     kafka_heap_mb: int = 512
     kafka_port: int = Field(default=0, description="port of the local broker; 0 picks a free one")

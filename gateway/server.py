@@ -488,8 +488,12 @@ class Gateway:
                     m.SEGMENTS.labels(ev.end_reason or "end").inc()
             elif isinstance(out, SaveState):
                 fut = await self.producer.send_session(out.state)
-                if out.durable:
-                    await fut  # stored before anything that depends on it is produced
+                if out.durable:  # stored before anything that depends on it is produced
+                    try:
+                        await asyncio.wait_for(fut, self.s.kafka_write_timeout_s)
+                    except TimeoutError:
+                        limit = self.s.kafka_write_timeout_s
+                        raise KafkaUnavailable(f"Kafka did not store a write in {limit:g} s") from None
                 else:
                     fut.add_done_callback(_log_failed_delivery)
 

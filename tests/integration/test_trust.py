@@ -357,3 +357,26 @@ async def test_two_resumes_at_once_leave_one_owner(stack: Stack) -> None:
     finally:
         for ws in conns:
             await ws.close()
+
+
+async def test_a_broker_outage_ends_sessions_with_a_retryable_unavailable(tmp_path: Path) -> None:
+    """Kafka gone: the next utterance's start cannot be stored within KAFKA_WRITE_TIMEOUT_S, and the client
+    is told 'unavailable' (reconnect and resume later), not 'internal', nor left hanging (its own broker
+    here: the shared one must stay up)."""
+    pcm, _, _ = librivox(CLIP_A)
+    with LocalKafka(tmp_path / "kafka", heap_mb=256) as broker:
+        own = Stack(broker.bootstrap, tmp_path / "stack", {"AUDIO_PARTITIONS": "1", "RESULTS_PARTITIONS": "1"})
+        try:
+            gw = own.start_gateway(VAD_VOTE="webrtc", KAFKA_WRITE_TIMEOUT_S="5")
+            await asyncio.to_thread(own.wait_healthy, [gw])
+            ws, _ = await begin(gw.ws_url, source_lang="en")
+            await asyncio.to_thread(broker.stop)
+            try:
+                for off in range(0, len(pcm), FRAME):  # speech: its first chunk needs Kafka, which is gone
+                    await ws.send(pcm[off : off + FRAME])
+                err = await recv_type(ws, "error", timeout_s=60)
+            finally:
+                await ws.close()
+            assert err["code"] == "unavailable" and err["fatal"] is True, err
+        finally:
+            await asyncio.to_thread(own.stop)
