@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -47,8 +47,17 @@ PROCESSING_S = Histogram("babelstream_stt_processing_seconds", "Engine time per 
 OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
 QUEUED = Gauge("babelstream_stt_queued_decodes", "Decodes waiting in the scheduler")
 SPECULATION = Counter("babelstream_stt_speculative_finals_total", "Finals decoded at a pause", ["outcome"])
-MAX_GUESSES = 1000
+MAX_GUESSES = 1000  # per-utterance notes kept for utterances that may never end here (revoked, abandoned)
 FINAL_RETRY_S = 1.0
+V = TypeVar("V")
+
+
+def remember(notes: OrderedDict[str, V], key: str, value: V) -> None:
+    """Keep a per-utterance note, forgetting the oldest beyond MAX_GUESSES."""
+    notes[key] = value
+    notes.move_to_end(key)
+    while len(notes) > MAX_GUESSES:
+        notes.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -82,20 +91,24 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         fut = await sa.results_out_topic.send(key=session_key(result.session_id), value=codecs.result.encode(result))
         await fut  # delivered (acks=all) before the source events are acked
 
+    def given_language(u: Utterance) -> str | None:
+        return u.source_lang or s.stt_language
+
     async def decode(u: Utterance, audio: Any, final: bool) -> Transcription:
-        """One engine call in a thread: the utterance's language (if known) and the client's vocabulary."""
-        language = languages.language_for(u, u.source_lang or s.stt_language)
-        return await asyncio.to_thread(
-            engine.transcribe, audio, language=language, final=final, vocabulary=u.vocabulary
+        """One engine call in a thread, in the utterance's language if known, with the client's vocabulary;
+        a detected language is remembered for the utterance's later decodes."""
+        given = given_language(u)
+        t = await asyncio.to_thread(
+            engine.transcribe, audio, language=languages.language_for(u, given), final=final, vocabulary=u.vocabulary
         )
+        if not given:
+            languages.observe(u, t.language, t.language_probability, final=False)
+        return t
 
     async def interim(job: Job) -> None:
         u = job.utterance
-        given = u.source_lang or s.stt_language
         audio, _ = u.speech(-1, s.normalize_audio)
         t = await decode(u, audio, final=False)
-        if not given:
-            languages.observe(u, t.language, t.language_probability, final=False)
         PROCESSING_S.labels("interim").observe(t.processing_ms / 1000)
         INTERIMS.inc()
         await send(utterance_result(u, ResultKind.REALTIME, engine.name, sa.results_version, t, revision=job.revision))
@@ -105,12 +118,9 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         u = job.utterance
         audio, from_ms = u.speech(s.trim_margin_ms, s.normalize_audio)
         t = await decode(u, audio, final=True)
-        guesses[u.utterance_id] = Guess(t, job.speech_end_ms, from_ms)
-        while len(guesses) > MAX_GUESSES:  # utterances that never ended here (revoked, abandoned)
-            guesses.popitem(last=False)
+        remember(guesses, u.utterance_id, Guess(t, job.speech_end_ms, from_ms))
 
     async def finalize(u: Utterance) -> None:
-        given = u.source_lang or s.stt_language
         guess = guesses.pop(u.utterance_id, None)
         paused_at_ms.pop(u.utterance_id, None)
         try:
@@ -131,7 +141,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                 )
             )
         else:
-            if not given:
+            if not given_language(u):  # one more final in this language: the session's streak grows
                 languages.observe(u, t.language, t.language_probability, final=True)
             PROCESSING_S.labels("final").observe(t.processing_ms / 1000)
             UTTERANCES.labels(u.end_reason or "end").inc()
@@ -175,9 +185,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         if isinstance(action, Final):
             scheduler.submit_final(action.utterance, clock_ms)
         elif isinstance(action, Speculate):
-            paused_at_ms[action.utterance.utterance_id] = action.utterance.audio_ms
-            while len(paused_at_ms) > MAX_GUESSES:
-                paused_at_ms.popitem(last=False)
+            remember(paused_at_ms, action.utterance.utterance_id, action.utterance.audio_ms)
             scheduler.submit_speculative(action.utterance, action.speech_end_ms, clock_ms)
         else:
             u = action.utterance

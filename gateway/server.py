@@ -57,7 +57,6 @@ class Connection:
         self.backfill_after_segment = -1
         self.pacer = pacer
         self.principal: Principal = getattr(ws, "principal", ANONYMOUS)  # set by the handshake's auth check
-        self.counted = False  # one of its principal's concurrent sessions
         self.paced = False  # told once that its audio is being paced
         self.writer_task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()  # set once the handler has ended the session's open utterance
@@ -337,8 +336,10 @@ class Gateway:
                 log.exception("could not end the open utterance of session %s", session.session_id)
             if session.session_id and self.clients.get(session.session_id) is conn:
                 del self.clients[session.session_id]
-            if conn.counted:
+            if session.started:  # counted as one of its principal's sessions when it started
                 self.sessions_of[conn.principal.name] -= 1
+                if not self.sessions_of[conn.principal.name]:
+                    del self.sessions_of[conn.principal.name]
             conn.done.set()
             if backfill is not None:
                 backfill.cancel()
@@ -433,7 +434,6 @@ class Gateway:
         self.unstarted.pop(conn, None)
         self.clients[session.session_id] = conn
         self.sessions_of[conn.principal.name] += 1
-        conn.counted = True
         if prior is not None:  # results that came while the client was away
             conn.backfill_since_ms = prior.updated_at_ms - BACKFILL_MARGIN_MS
             conn.backfill_after_segment = -1 if msg.received_up_to is None else msg.received_up_to

@@ -81,13 +81,12 @@ class KafkaEndpoint:
 
     def faust_credentials(self) -> faust.SASLCredentials | faust.SSLCredentials | None:
         if self.sasl:
-            cred = faust.SASLCredentials(
+            return faust.SASLCredentials(
                 username=self.sasl_username,
                 password=self.sasl_password,
                 ssl_context=self.ssl_context(),
                 mechanism=self.sasl_mechanism,
             )
-            return cred
         if self.tls:
             return faust.SSLCredentials(self.ssl_context())
         return None
