@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 
 from babelstream.acks import InOrderAcks
-from babelstream.engines.stt import SttEngine, Transcription
+from babelstream.engines.stt import DecodeRequest, SttEngine, Transcription
 from babelstream.scheduler import DecodeScheduler, Job, LanguageMemory
 from babelstream.utterances import (
     Discard,
@@ -46,6 +46,9 @@ AUDIO_S = Counter("babelstream_stt_audio_seconds_total", "Seconds of audio trans
 PROCESSING_S = Histogram("babelstream_stt_processing_seconds", "Engine time per decode", ["kind"])
 OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
 QUEUED = Gauge("babelstream_stt_queued_decodes", "Decodes waiting in the scheduler")
+DECODING = Gauge("babelstream_stt_decoding", "Decodes in the engine now (one batch)")
+BEHIND = Counter("babelstream_stt_busy_batches_total", "Batches of finals decoded the cheaper way: others waited")
+BATCH = Histogram("babelstream_stt_batch_size", "Decodes run together", buckets=(1, 2, 4, 8, 16, 32))
 SPECULATION = Counter("babelstream_stt_speculative_finals_total", "Finals decoded at a pause", ["outcome"])
 MAX_GUESSES = 1000  # per-utterance notes kept for utterances that may never end here (revoked, abandoned)
 FINAL_RETRY_S = 1.0
@@ -75,7 +78,12 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     assembler = UtteranceAssembler(
         s.interim_interval_ms, s.interim_max_lag_ms, abandon_after_ms=int(s.max_utterance_s * 1000) * 4
     )
-    scheduler = DecodeScheduler(interim_max_wait_ms=s.interim_max_wait_ms, interim_settle_ms=s.interim_settle_ms)
+    scheduler = DecodeScheduler(
+        interim_max_wait_ms=s.interim_max_wait_ms,
+        interim_settle_ms=s.interim_settle_ms,
+        max_batch_size=s.max_batch_size,
+        batch_wait_ms=s.batch_wait_ms,
+    )
     languages = LanguageMemory()
     work = asyncio.Event()  # set when the scheduler has something
     guesses: OrderedDict[str, Guess] = OrderedDict()  # speculative decodes by utterance id, newest last
@@ -94,56 +102,88 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
     def given_language(u: Utterance) -> str | None:
         return u.source_lang or s.stt_language
 
-    async def decode(u: Utterance, audio: Any, final: bool) -> Transcription:
-        """One engine call in a thread, in the utterance's language if known, with the client's vocabulary;
-        a detected language is remembered for the utterance's later decodes."""
-        given = given_language(u)
-        t = await asyncio.to_thread(
-            engine.transcribe, audio, language=languages.language_for(u, given), final=final, vocabulary=u.vocabulary
-        )
-        if not given:
-            languages.observe(u, t.language, t.language_probability, final=False)
-        return t
-
-    async def interim(job: Job) -> None:
+    def request(job: Job, behind: bool) -> tuple[DecodeRequest, int]:
+        """What the engine decodes for ``job`` (in the utterance's language if known, with the client's
+        vocabulary; a final or a guess at one decodes the speech range if TRIM_MARGIN_MS asks; a final
+        while other finals wait, ``behind``, the cheaper BUSY_ENCODER_PAD_MS window), and where that audio
+        starts in the utterance."""
         u = job.utterance
-        audio, _ = u.speech(-1, s.normalize_audio)
-        t = await decode(u, audio, final=False)
-        PROCESSING_S.labels("interim").observe(t.processing_ms / 1000)
-        INTERIMS.inc()
-        await send(utterance_result(u, ResultKind.REALTIME, engine.name, sa.results_version, t, revision=job.revision))
+        audio, from_ms = u.speech(-1 if job.kind == "interim" else s.trim_margin_ms, s.normalize_audio)
+        language = languages.language_for(u, given_language(u))
+        pad_ms = s.busy_encoder_pad_ms if behind and job.kind == "final" and s.busy_encoder_pad_ms >= 0 else None
+        return DecodeRequest(audio, language, job.kind != "interim", u.vocabulary, encoder_pad_ms=pad_ms), from_ms
 
-    async def speculate(job: Job) -> None:
-        """Decode the utterance as it stands at a pause, exactly as its final would be decoded."""
-        u = job.utterance
-        audio, from_ms = u.speech(s.trim_margin_ms, s.normalize_audio)
-        t = await decode(u, audio, final=True)
-        remember(guesses, u.utterance_id, Guess(t, job.speech_end_ms, from_ms))
-
-    async def finalize(u: Utterance) -> None:
-        guess = guesses.pop(u.utterance_id, None)
-        paused_at_ms.pop(u.utterance_id, None)
+    async def transcribe(requests: list[DecodeRequest]) -> list[Transcription | Exception]:
+        """One engine call in a thread for the whole batch; if it fails, each request alone (one bad
+        request must not fail the others)."""
         try:
-            if guess is not None and guess.speech_end_ms is not None and guess.speech_end_ms == u.speech_end_ms:
-                SPECULATION.labels("hit").inc()  # no speech after the pause: that decode is the final
-                t, from_ms = guess.transcription, guess.from_ms
-            else:
+            return list(await asyncio.to_thread(engine.transcribe_batch, requests))
+        except Exception as e:
+            if len(requests) == 1:
+                return [e]
+        return [(await transcribe([r]))[0] for r in requests]
+
+    async def decode(jobs: list[Job]) -> dict[str, tuple[Transcription | Exception, int]]:
+        """The transcription of each job (or why it failed) and where its audio starts; a final whose
+        guess at its pause still holds is not decoded again."""
+        done: dict[str, tuple[Transcription | Exception, int]] = {}
+        todo: list[tuple[Job, DecodeRequest, int]] = []
+        behind = bool(scheduler.finals)  # more finals wait behind these: decode them the cheaper way
+        if behind:
+            BEHIND.inc()
+        for job in jobs:
+            if job.kind == "final":
+                paused_at_ms.pop(job.key, None)
+                guess = guesses.pop(job.key, None)
+                if (
+                    guess is not None
+                    and guess.speech_end_ms is not None
+                    and guess.speech_end_ms == job.utterance.speech_end_ms
+                ):
+                    SPECULATION.labels("hit").inc()  # no speech after the pause: that decode is the final
+                    done[job.key] = (guess.transcription, guess.from_ms)
+                    continue
                 if guess is not None:
                     SPECULATION.labels("miss").inc()  # speech went on after the pause
-                audio, from_ms = u.speech(s.trim_margin_ms, s.normalize_audio)
-                t = await decode(u, audio, final=True)
-        except Exception as e:
-            log.exception("transcription of %s failed", u.utterance_id)
-            ERRORS.labels("stt_failed").inc()
-            await send(
-                utterance_result(
-                    u, ResultKind.ERROR, engine.name, sa.results_version, error=ErrorInfo("stt_failed", str(e)[:500])
+            todo.append((job, *request(job, behind)))
+        if todo:
+            BATCH.observe(len(todo))
+        DECODING.set(len(todo))
+        try:
+            results = await transcribe([r for _, r, _ in todo]) if todo else []
+        finally:
+            DECODING.set(0)
+        for (job, req, from_ms), t in zip(todo, results, strict=True):
+            if isinstance(t, Transcription):
+                PROCESSING_S.labels(job.kind).observe(t.processing_ms / 1000)
+                if req.language is None:  # a detected language is remembered for the utterance's later decodes
+                    languages.observe(job.utterance, t.language, t.language_probability, final=False)
+            done[job.key] = (t, from_ms)
+        return done
+
+    async def complete(job: Job, t: Transcription | Exception, from_ms: int) -> None:
+        """Send what a decode gave: a REALTIME, a guess kept for END, or the FINAL (or ERROR) whose events
+        are then acked."""
+        u = job.utterance
+        if job.kind == "speculative":
+            if isinstance(t, Transcription):
+                remember(guesses, u.utterance_id, Guess(t, job.speech_end_ms, from_ms))
+            return
+        if job.kind == "interim":
+            if isinstance(t, Transcription):
+                INTERIMS.inc()
+                await send(
+                    utterance_result(u, ResultKind.REALTIME, engine.name, sa.results_version, t, revision=job.revision)
                 )
-            )
+            return
+        if isinstance(t, Exception):
+            log.error("transcription of %s failed: %r", u.utterance_id, t)
+            ERRORS.labels("stt_failed").inc()
+            error = ErrorInfo("stt_failed", str(t)[:500])
+            await send(utterance_result(u, ResultKind.ERROR, engine.name, sa.results_version, error=error))
         else:
             if not given_language(u):  # one more final in this language: the session's streak grows
                 languages.observe(u, t.language, t.language_probability, final=True)
-            PROCESSING_S.labels("final").observe(t.processing_ms / 1000)
             UTTERANCES.labels(u.end_reason or "end").inc()
             AUDIO_S.inc(u.audio_ms / 1000)
             await send(
@@ -154,31 +194,34 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
 
     @app.task
     async def decoder() -> None:
-        """The one decode loop of this worker: whatever the scheduler says is most worth doing next."""
+        """The one decode loop of this worker: whatever the scheduler says is most worth doing next, as
+        one batch."""
         while True:
             clock_ms = now_ms()
-            job = scheduler.next(clock_ms)
+            jobs = scheduler.next_batch(clock_ms)
             QUEUED.set(len(scheduler))
-            if job is None:
+            if not jobs:
                 work.clear()
-                settles_at_ms = scheduler.settles_at_ms()
-                wait_s = None if settles_at_ms is None else max(0.0, settles_at_ms - clock_ms) / 1000
+                wake_ms = scheduler.wake_at_ms(clock_ms)
+                wait_s = None if wake_ms is None else max(0.0, wake_ms - clock_ms) / 1000
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(work.wait(), wait_s)
                 continue
-            try:
-                if job.kind == "final":
-                    await finalize(job.utterance)
-                elif job.kind == "speculative":
-                    await speculate(job)
-                else:
-                    await interim(job)
-            except Exception:  # sending failed (Kafka unavailable): a final is tried again, its events unacked
-                log.exception("decode of %s failed", job.key)
-                ERRORS.labels("decode_failed").inc()
-                if job.kind == "final":
-                    await asyncio.sleep(FINAL_RETRY_S)
+            done = await decode(jobs)
+            retry = []
+            for job in jobs:
+                try:
+                    await complete(job, *done[job.key])
+                except Exception:  # sending failed (Kafka unavailable): a final is tried again, its events unacked
+                    log.exception("sending the result of %s failed", job.key)
+                    ERRORS.labels("decode_failed").inc()
+                    if job.kind == "final":
+                        retry.append(job)
+            if retry:
+                await asyncio.sleep(FINAL_RETRY_S)
+                for job in retry:
                     scheduler.submit_final(job.utterance, now_ms())
+                work.set()
 
     def want(action: Final | Speculate | Interim) -> None:
         clock_ms = now_ms()

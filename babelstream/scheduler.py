@@ -15,7 +15,10 @@ decoder loop takes :meth:`DecodeScheduler.next` and runs it. The policy:
   behind it (the chunk that completes an utterance often makes an interim due) takes its place;
 * interims that waited longer than ``interim_max_wait_ms`` are dropped (their text would arrive after
   newer speech anyway); finals are never dropped;
-* the queue of interims is bounded (``max_interims``): past it the oldest is dropped.
+* the queue of interims is bounded (``max_interims``): past it the oldest is dropped;
+* decodes of one kind are handed out together, up to ``max_batch_size`` (the engine runs them as one
+  batch): finals oldest first, interims one per session in turn; with ``batch_wait_ms`` a batch that is
+  not full waits that long after its oldest decode became due, for others to join it.
 
 :class:`LanguageMemory` lets decodes skip language detection (a second encoder pass per decode) once an
 utterance, or a session, has shown its language.
@@ -24,6 +27,7 @@ utterance, or a session, has shown its language.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -54,6 +58,8 @@ class DecodeScheduler:
     interim_max_wait_ms: int = 1500
     interim_settle_ms: int = 100
     max_interims: int = 1000
+    max_batch_size: int = 1
+    batch_wait_ms: int = 0
     finals: OrderedDict[str, Job] = field(default_factory=OrderedDict)
     speculative: OrderedDict[str, Job] = field(default_factory=OrderedDict)
     interims: dict[str, OrderedDict[str, Job]] = field(default_factory=dict)  # session -> utterance -> job
@@ -88,13 +94,37 @@ class DecodeScheduler:
 
     def next(self, now_ms: int) -> Job | None:
         """The decode to run now, or None when nothing waits."""
+        batch = self.next_batch(now_ms, 1)
+        return batch[0] if batch else None
+
+    def next_batch(self, now_ms: int, max_size: int | None = None) -> list[Job]:
+        """The decodes to run now as one batch, all of one kind (empty: nothing to do yet)."""
+        size = max_size or self.max_batch_size
         if self.finals:
-            return self.finals.popitem(last=False)[1]
-        if (interim := self._next_interim(now_ms)) is not None:
-            return interim
+            if self._holding(self.finals.values(), now_ms, size):
+                return []
+            return [self.finals.popitem(last=False)[1] for _ in range(min(size, len(self.finals)))]
+        turn = list(self._turn)
+        interims: list[Job] = []
+        while len(interims) < size and (job := self._next_interim(now_ms)) is not None:
+            interims.append(job)
+        if interims:
+            if len(interims) < size and self._holding(interims, now_ms - self.interim_settle_ms, size):
+                for job in interims:  # not yet: back in line, as they were
+                    self.interims.setdefault(job.utterance.session_id, OrderedDict())[job.key] = job
+                self._turn = OrderedDict((sid, None) for sid in turn if sid in self.interims)
+                return []
+            return interims
         if self.speculative and not any(self.interims.values()):  # idle otherwise: worth a guess
-            return self.speculative.popitem(last=False)[1]
-        return None
+            return [self.speculative.popitem(last=False)[1] for _ in range(min(size, len(self.speculative)))]
+        return []
+
+    def _holding(self, jobs: Iterable[Job], due_ms: int, size: int) -> bool:
+        """A batch of fewer than ``size`` that may still wait for company (``batch_wait_ms``)."""
+        waiting = list(jobs)
+        if self.batch_wait_ms <= 0 or len(waiting) >= size:
+            return False
+        return due_ms - min(job.queued_ms for job in waiting) < self.batch_wait_ms
 
     def _next_interim(self, now_ms: int) -> Job | None:
         for sid in list(self._turn):  # least recently served session first
@@ -116,10 +146,18 @@ class DecodeScheduler:
                 self._forget(sid)
         return None
 
-    def settles_at_ms(self) -> int | None:
-        """When the earliest waiting interim may start (the decoder sleeps until then if nothing else)."""
-        waiting = [job.queued_ms for q in self.interims.values() for job in q.values()]
-        return min(waiting) + self.interim_settle_ms if waiting else None
+    def wake_at_ms(self, now_ms: int) -> int | None:
+        """When the decoder should look again if nothing new arrives: a waiting interim settles, or a
+        batch held for company has waited long enough (None: only a new decode can change anything)."""
+        times = []
+        for queue in self.interims.values():
+            for job in queue.values():
+                due = job.queued_ms + self.interim_settle_ms
+                times.append(due if due > now_ms else due + self.batch_wait_ms)
+        if self.batch_wait_ms > 0:
+            times += [job.queued_ms + self.batch_wait_ms for job in self.finals.values()]
+        future = [t for t in times if t > now_ms]
+        return min(future) if future else None
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget the decodes of partitions this worker no longer owns (their new owner redoes them)."""

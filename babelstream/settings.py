@@ -127,6 +127,17 @@ class Settings(BaseSettings):
     interim_max_wait_ms: int = Field(default=1000, description="an interim that waited this long to decode is dropped")
     interim_settle_ms: int = Field(default=100, ge=0, description="an interim waits this long before it may start")
     stt_engine: Literal["whisper", "null"] = "whisper"
+    encoder_pad_ms: int = Field(
+        default=-1, description="finals: the encoder sees the utterance plus this padding; -1: Whisper's 30 s window"
+    )
+    interim_encoder_pad_ms: int = Field(
+        default=2000, description="interims: the encoder sees the utterance plus this padding; -1: 30 s"
+    )
+    busy_encoder_pad_ms: int = Field(
+        default=2000, description="finals decoded while other finals wait use this padding instead; -1: never"
+    )
+    max_batch_size: int = Field(default=1, ge=1, description="decodes of different sessions run as one batch")
+    batch_wait_ms: int = Field(default=0, ge=0, description="a due decode waits this long for others to batch with")
     normalize_audio: bool = Field(default=False, description="peak-normalise each utterance before decoding")
     trim_margin_ms: int = Field(
         default=-1, description="finals decode the VAD's speech range plus this margin; negative (default): all"

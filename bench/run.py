@@ -22,7 +22,7 @@ from rich.table import Table
 
 from babelstream.audio.resample import StreamResampler, pcm16_to_float
 from babelstream.client import stream_audio
-from babelstream.engines.stt import WhisperEngine
+from babelstream.engines.whisper import WhisperEngine
 from babelstream.load import end_to_final_s, percentiles, run_load, start_to_interim_s, summarize
 from babelstream.settings import load_settings
 from streams.broker import LocalKafka

@@ -14,7 +14,7 @@ from babelstream.analytics import subtitles
 from babelstream.analytics.archive import query_archive
 from babelstream.analytics.reader import read_session_results
 from babelstream.engines.models import packaged_tiny_en_model
-from babelstream.engines.stt import WhisperEngine
+from babelstream.engines.whisper import WhisperEngine
 from babelstream.replay import replay
 from babelstream.settings import Settings
 from schemas.records import AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Translation

@@ -115,9 +115,50 @@ def test_an_interim_settles_first_so_a_pause_right_behind_it_wins() -> None:
     s = DecodeScheduler(interim_settle_ms=100)
     u = utt("a")
     s.submit_interim(u, 1, now_ms=1000)  # the chunk that completed the utterance made an interim due
-    assert s.next(now_ms=1050) is None and s.settles_at_ms() == 1100
+    assert s.next(now_ms=1050) is None and s.wake_at_ms(1050) == 1100
     s.submit_speculative(u, 700, now_ms=1060)  # ...and the pause came right behind it: nothing else waits
     job = s.next(now_ms=1070)
     assert job is not None and job.kind == "speculative" and s.next(now_ms=5000) is None
     s.submit_interim(utt("b"), 1, now_ms=2000)
     assert s.next(now_ms=2099) is None and s.next(now_ms=2100) is not None  # alone, it starts once settled
+
+
+def test_a_batch_is_one_kind_finals_oldest_first_up_to_its_size() -> None:
+    s = sched(max_batch_size=3)
+    for i, sid in enumerate("abcd"):
+        s.submit_final(utt(sid), now_ms=i)
+    s.submit_interim(utt("e"), 1, now_ms=0)
+    assert [j.key for j in s.next_batch(10)] == ["a:0", "b:0", "c:0"]
+    assert [j.key for j in s.next_batch(10)] == ["d:0"]  # never mixed with the interim behind it
+    assert [(j.key, j.final) for j in s.next_batch(10)] == [("e:0", False)]
+
+
+def test_an_interim_batch_takes_one_utterance_per_session_in_turn() -> None:
+    s = sched(max_batch_size=2)
+    s.submit_interim(utt("a", 0), 1, now_ms=0)
+    s.submit_interim(utt("a", 1), 1, now_ms=1)
+    s.submit_interim(utt("b", 0), 1, now_ms=2)
+    s.submit_interim(utt("c", 0), 1, now_ms=3)
+    assert [j.key for j in s.next_batch(10)] == ["a:0", "b:0"]
+    assert [j.key for j in s.next_batch(10)] == ["c:0", "a:1"]  # a was served: it comes after c
+
+
+def test_a_batch_that_is_not_full_waits_batch_wait_ms_for_company() -> None:
+    s = sched(max_batch_size=2, batch_wait_ms=50)
+    s.submit_final(utt("a"), now_ms=0)
+    assert s.next_batch(10) == [] and s.wake_at_ms(10) == 50
+    s.submit_final(utt("b"), now_ms=20)
+    assert [j.key for j in s.next_batch(20)] == ["a:0", "b:0"]  # full: at once
+    s.submit_final(utt("c"), now_ms=100)
+    assert s.next_batch(120) == []
+    assert [j.key for j in s.next_batch(150)] == ["c:0"]  # waited long enough: alone
+    s.submit_interim(utt("d"), 1, now_ms=200)
+    assert s.next_batch(240) == [] and len(s) == 1  # held, and still queued
+    s.submit_interim(utt("e"), 1, now_ms=245)
+    assert [j.key for j in s.next_batch(250)] == ["d:0", "e:0"]  # e came in time to join d
+
+
+def test_wake_at_ms_is_always_in_the_future() -> None:
+    s = DecodeScheduler(interim_settle_ms=100, max_batch_size=4, batch_wait_ms=30)
+    s.submit_interim(utt("a"), 1, now_ms=0)
+    assert s.wake_at_ms(0) == 100 and s.wake_at_ms(100) == 130 and s.wake_at_ms(130) is None

@@ -1,0 +1,65 @@
+"""The batched engine on real speech with the real model: a batch gives each item the text it gets alone,
+the full window gives faster-whisper's own text, long audio and silence are handled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from babelstream.audio.resample import pcm16_to_float
+from babelstream.engines.models import resolve_whisper_model
+from babelstream.engines.stt import DecodeRequest, Vocabulary
+from babelstream.engines.whisper import WhisperEngine
+from tests.audio import asterisk_es, librivox, wer
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def engine() -> WhisperEngine:
+    return WhisperEngine(resolve_whisper_model("base", None), cpu_threads=2)
+
+
+def clip(name: str) -> tuple[np.ndarray, str]:
+    pcm, _, ref = librivox(f"sense_and_sensibility_01_austen_64kb-{name}")
+    return pcm16_to_float(pcm), ref
+
+
+def test_a_batch_of_sessions_gives_each_the_text_it_gets_alone(engine: WhisperEngine) -> None:
+    (en, en_ref), (en2, en2_ref) = clip("0870"), clip("0920")
+    pcm, rate, es_ref = asterisk_es("vm-intro")
+    es = soxr.resample(pcm16_to_float(pcm), rate, 16000).astype(np.float32)
+    requests = [
+        DecodeRequest(en, None, final=True),  # language detected from the shared encoder pass
+        DecodeRequest(es, "es", final=True),
+        DecodeRequest(en2, "en", final=True, vocabulary=Vocabulary(prompt="Dashwood, Norland.")),  # longer prompt
+        DecodeRequest(en2, "en", final=False),  # an interim: greedy, in its own batch
+    ]
+    together = engine.transcribe_batch(requests)
+    alone = [engine.transcribe_batch([r])[0] for r in requests]
+    assert [t.text for t in together] == [t.text for t in alone]
+    assert together[0].language == "en" and together[0].language_probability > 0.9
+    assert together[1].language == "es"
+    for t, ref in zip(together, [en_ref, es_ref, en2_ref, en2_ref], strict=True):
+        assert wer(ref, t.text) < 0.25, t.text
+    assert together[0].segments and together[0].segments[-1].end_ms <= len(en) // 16
+
+
+def test_the_full_window_gives_faster_whispers_own_text(engine: WhisperEngine) -> None:
+    for name in ("0870", "0890", "0920"):
+        audio, _ = clip(name)
+        segments, _ = engine.model.transcribe(audio, language="en", beam_size=5, condition_on_previous_text=False)
+        theirs = " ".join(s.text.strip() for s in segments)
+        assert engine.transcribe(audio, language="en", final=True).text == theirs
+
+
+def test_silence_and_long_audio(engine: WhisperEngine) -> None:
+    hiss = (np.random.default_rng(0).standard_normal(16000 * 3) * 0.01).astype(np.float32)
+    assert engine.transcribe(hiss, language="en", final=True).text == ""  # Whisper's no-speech test
+    assert engine.transcribe(hiss, language="en", final=False).text == ""
+    a, ra = clip("0870")
+    b, rb = clip("0890")
+    long = np.concatenate([a, np.zeros(16000 * 10, np.float32), b, np.zeros(16000 * 10, np.float32), a])
+    t = engine.transcribe(long, language=None, final=True)  # over 30 s: faster-whisper's own windows
+    assert wer(f"{ra} {rb} {ra}", t.text) < 0.15, t.text
