@@ -7,8 +7,8 @@ CTranslate2 model that faster-whisper loads, so that
 * language detection reads the encoder output it already has (faster-whisper encodes a second time);
 * the encoder may see the utterance plus some padding instead of a 30 s window (the encoder's cost grows
   with its input): ``interim_encoder_pad_ms`` for interims, ``encoder_pad_ms`` for finals; -1 keeps the
-  full window, as faster-whisper does (the default for finals: a shorter window changes a word now
-  and then, see ``bench.accuracy``).
+  full window, as faster-whisper does, for its exact text (a shorter window changes a word now and
+  then, for better and for worse: see ``bench.accuracy``).
 
 The decoding options, temperature fallback, silence test and timestamp parsing are faster-whisper's
 (``WhisperModel.generate_with_fallback`` and ``_split_segments_by_timestamps``), applied per item. Longer
@@ -128,7 +128,7 @@ class WhisperEngine:
         beam_size: int = 5,
         interim_beam_size: int = 1,
         vad_filter: bool = False,
-        encoder_pad_ms: int = -1,
+        encoder_pad_ms: int = 2000,
         interim_encoder_pad_ms: int = 2000,
         name: str | None = None,
     ) -> None:
