@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from babelstream.acks import InOrderAcks
 from babelstream.engines.stt import DecodeRequest, SttEngine, Transcription
+from babelstream.engines.translate import WHISPER, TranslationRouter
 from babelstream.scheduler import DecodeScheduler, Job, LanguageMemory
 from babelstream.utterances import (
     Discard,
@@ -33,7 +34,8 @@ from babelstream.utterances import (
     UtteranceAssembler,
     utterance_result,
 )
-from schemas.records import ErrorInfo, Result, ResultKind, now_ms
+from schemas.langs import UnknownLanguage, normalize_lang
+from schemas.records import ErrorInfo, Result, ResultKind, Translation, now_ms
 from streams.app import StreamApp
 from streams.topics import session_key
 
@@ -47,6 +49,7 @@ PROCESSING_S = Histogram("babelstream_stt_processing_seconds", "Engine time per 
 OPEN = Gauge("babelstream_stt_open_utterances", "Utterances being assembled")
 QUEUED = Gauge("babelstream_stt_queued_decodes", "Decodes waiting in the scheduler")
 DECODING = Gauge("babelstream_stt_decoding", "Decodes in the engine now (one batch)")
+SPEECH_TRANSLATIONS = Counter("babelstream_stt_speech_translations_total", "Translations to English by Whisper")
 BEHIND = Counter("babelstream_stt_busy_batches_total", "Batches of finals decoded the cheaper way: others waited")
 BATCH = Histogram("babelstream_stt_batch_size", "Decodes run together", buckets=(1, 2, 4, 8, 16, 32))
 SPECULATION = Counter("babelstream_stt_speculative_finals_total", "Finals decoded at a pause", ["outcome"])
@@ -72,7 +75,9 @@ class Guess:
     from_ms: int
 
 
-def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
+def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRouter | None = None) -> None:
+    """``router``: the translation routes, when this worker translates speech to English itself (Whisper's
+    ``task=translate``) for sessions whose target has no text model from their language."""
     app, s, codecs = sa.app, sa.settings, sa.codecs
     dead_letters = sa.dead_letters("stt")
     assembler = UtteranceAssembler(
@@ -111,7 +116,36 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
         audio, from_ms = u.speech(-1 if job.kind == "interim" else s.trim_margin_ms, s.normalize_audio)
         language = languages.language_for(u, given_language(u))
         pad_ms = s.busy_encoder_pad_ms if behind and job.kind == "final" and s.busy_encoder_pad_ms >= 0 else None
-        return DecodeRequest(audio, language, job.kind != "interim", u.vocabulary, encoder_pad_ms=pad_ms), from_ms
+        english = english_unless(u) if job.kind != "interim" else None
+        final = job.kind != "interim"
+        return DecodeRequest(
+            audio, language, final, u.vocabulary, encoder_pad_ms=pad_ms, english_unless=english
+        ), from_ms
+
+    def target(u: Utterance) -> str | None:
+        try:
+            return normalize_lang(u.target_lang) if u.translate else None
+        except UnknownLanguage:
+            return None  # the translation worker reports it
+
+    def english_unless(u: Utterance) -> frozenset[str] | None:
+        """For a session that wants a translation: the languages its speech needs no Whisper English for."""
+        to = target(u)
+        if router is None or not router.speech_to_english or to is None:
+            return None
+        if to != "en" and router.route("en", to) is None:
+            return None  # English would lead nowhere
+        return router.english_unless(to)
+
+    def speech_translation(u: Utterance, t: Transcription) -> Translation | None:
+        """Whisper's English for this final, when its route goes through the speech."""
+        to = target(u)
+        if router is None or to is None or not t.english or not t.language:
+            return None
+        route = router.route(t.language, to)
+        if route is None or not route.speech:
+            return None
+        return Translation(t.language, "en", t.english, WHISPER)
 
     async def transcribe(requests: list[DecodeRequest]) -> list[Transcription | Exception]:
         """One engine call in a thread for the whole batch; if it fails, each request alone (one bad
@@ -186,9 +220,12 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine) -> None:
                 languages.observe(u, t.language, t.language_probability, final=True)
             UTTERANCES.labels(u.end_reason or "end").inc()
             AUDIO_S.inc(u.audio_ms / 1000)
-            await send(
-                utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t, decoded_from_ms=from_ms)
-            )
+            final = utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t, decoded_from_ms=from_ms)
+            final.translation = speech_translation(u, t)  # the translation worker goes on from it (a pivot)
+            await send(final)
+            if final.translation is not None and final.translation.target_lang == target(u):
+                SPEECH_TRANSLATIONS.inc()  # English was the target: this is the translation
+                await send(replace(final, kind=ResultKind.TRANSLATION, segments=[], created_at_ms=now_ms()))
         for event in u.tags:
             ack(event)
 

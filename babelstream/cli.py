@@ -333,6 +333,30 @@ def query(sql: str = typer.Argument(..., help="SQL over the view `results`")) ->
     Console().print(table)
 
 
+@app.command()
+def languages(source: str = typer.Option(None, help="only this spoken language")) -> None:
+    """Where speech in each language can be translated, and how (what the gateway's GET /languages says):
+    a text model, whisper (Whisper's English from the speech), or whisper+<model> (through English)."""
+    from rich.table import Table
+
+    from babelstream.engines.translate import TranslationRouter
+    from schemas.langs import LANGUAGES, normalize_lang
+
+    routes = TranslationRouter.from_settings(load_settings()).routes()
+    if source:
+        code = normalize_lang(source) or ""
+        routes = {code: routes.get(code, {})}
+    by_way: dict[tuple[str, str], list[str]] = {}
+    for spoken, reach in routes.items():
+        for target, route in reach.items():
+            by_way.setdefault((target, route), []).append(spoken)
+    table = Table("target", "route", "from")
+    for (target, route), spoken in sorted(by_way.items()):
+        names = ", ".join(spoken) if len(spoken) <= 8 else f"{len(spoken)} languages"
+        table.add_row(f"{target} ({LANGUAGES.get(target, target)})", route, names)
+    Console().print(table)
+
+
 def main() -> None:
     app()
 

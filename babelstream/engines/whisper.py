@@ -144,7 +144,7 @@ class WhisperEngine:
         self.interim_encoder_pad_ms = interim_encoder_pad_ms
         self.multilingual = self.model.model.is_multilingual
         self._tokenizer_class = Tokenizer
-        self._tokenizers: dict[str | None, Any] = {}
+        self._tokenizers: dict[tuple[str | None, str], Any] = {}
         base = self.tokenizer("en")
         self.timestamp_begin: int = base.timestamp_begin
         self.suppress_tokens = _suppressed_tokens(base)
@@ -165,13 +165,13 @@ class WhisperEngine:
             name=f"faster-whisper:{s.model_path or s.model_size}",
         )
 
-    def tokenizer(self, language: str | None) -> Any:
+    def tokenizer(self, language: str | None, task: str = "transcribe") -> Any:
         language = language if self.multilingual else None
-        if language not in self._tokenizers:
-            self._tokenizers[language] = self._tokenizer_class(
-                self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language or "en"
+        if (language, task) not in self._tokenizers:
+            self._tokenizers[language, task] = self._tokenizer_class(
+                self.model.hf_tokenizer, self.multilingual, task=task, language=language or "en"
             )
-        return self._tokenizers[language]
+        return self._tokenizers[language, task]
 
     def transcribe(
         self, audio: np.ndarray, *, language: str | None, final: bool, vocabulary: Vocabulary = NO_VOCABULARY
@@ -205,6 +205,7 @@ class WhisperEngine:
         languages = [r.language if self.multilingual else "en" for r in requests]
         probabilities = [1.0] * len(requests)
         parts: list[list[TimedText]] = [[] for _ in requests]
+        english: list[str | None] = [None] * len(requests)
         todo = [(i, 0) for i in range(len(requests))]  # (item, first mel frame not yet decoded)
         # CTranslate2 wants <|startoftranscript|> at one position in a batch: items whose prompts (the
         # client's vocabulary) differ in length go in batches of their own
@@ -226,8 +227,8 @@ class WhisperEngine:
                 ]
         elapsed_ms = int((time.perf_counter() - t0) * 1000)
         return [
-            Transcription(" ".join(p.text for p in ps if p.text), lang, prob, ps, elapsed_ms)
-            for ps, lang, prob in zip(parts, languages, probabilities, strict=True)
+            Transcription(" ".join(p.text for p in ps if p.text), lang, prob, ps, elapsed_ms, en)
+            for ps, lang, prob, en in zip(parts, languages, probabilities, english, strict=True)
         ]
 
     def _pass(
@@ -238,9 +239,11 @@ class WhisperEngine:
         languages: list[str | None],
         probabilities: list[float],
         parts: list[list[TimedText]],
+        english: list[str | None],
         final: bool,
     ) -> list[tuple[int, int]]:
-        """One window of each item in ``todo``, decoded as a batch; returns the items to go on with."""
+        """One window of each item in ``todo``, decoded as a batch; returns the items to go on with. The
+        first window of an item that wants English is also translated, in the same ``generate``."""
         pieces = [mels[i][:, at:] for i, at in todo]
         default_pad_ms = self.encoder_pad_ms if final else self.interim_encoder_pad_ms
         pads_ms = [
@@ -255,7 +258,21 @@ class WhisperEngine:
         langs = [languages[i] or "en" for i, _ in todo]
         prompts = [self._prompt(requests[i], lang, final) for (i, _), lang in zip(todo, langs, strict=True)]
         cap = MAX_LENGTH if frames == WINDOW_FRAMES else max_new_tokens(max(p.shape[-1] for p in pieces))
-        results = self._generate(encoded, prompts, final, max_length=min(MAX_LENGTH, max(map(len, prompts)) + cap))
+        wants = [
+            k
+            for k, ((i, at), lang) in enumerate(zip(todo, langs, strict=True))
+            if at == 0
+            and self.multilingual
+            and (r := requests[i]).english_unless is not None
+            and lang not in r.english_unless
+        ]
+        both = self._with_translations(encoded, wants)
+        prompts += [self._prompt(requests[todo[k][0]], langs[k], False, task="translate") for k in wants]
+        results = self._generate(both, prompts, final, max_length=min(MAX_LENGTH, max(map(len, prompts)) + cap))
+        for k, res in zip(wants, results[len(todo) :], strict=True):
+            said = self._text(res.tokens, "en")
+            english[todo[k][0]] = "" if res.silent or looks_degenerate(said) else said
+        results = results[: len(todo)]
         again = []
         for k, ((i, at), lang) in enumerate(zip(todo, langs, strict=True)):
             res, r = results[k], requests[i]
@@ -290,8 +307,17 @@ class WhisperEngine:
                 again.append((i, at + resume))
         return again
 
-    def _prompt(self, r: DecodeRequest, language: str, final: bool) -> list[int]:
-        tok = self.tokenizer(language)
+    def _with_translations(self, encoded: Any, items: list[int]) -> Any:
+        """The encoder output with the items to translate appended again (one ``generate`` does both)."""
+        if not items:
+            return encoded
+        import ctranslate2
+
+        out = np.asarray(encoded.to_device(ctranslate2.Device.cpu))
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate([out, out[items]])))
+
+    def _prompt(self, r: DecodeRequest, language: str, final: bool, task: str = "transcribe") -> list[int]:
+        tok = self.tokenizer(language, task)
         previous = " ".join(x.strip() for x in (r.vocabulary.prompt, r.context) if x and x.strip())
         prompt: list[int] = []
         hotwords = (r.vocabulary.hotwords or "").strip()

@@ -1,22 +1,34 @@
 // Babelstream web client: microphone -> AudioWorklet -> PCM16 over WebSocket; live captions back.
 // Query parameters: ?source=en&target=pt&autostart=1 (used by the end-to-end test).
-const LANGS = {
-  ar: "Arabic", bg: "Bulgarian", ca: "Catalan", cs: "Czech", da: "Danish", de: "German", el: "Greek",
-  en: "English", es: "Spanish", fi: "Finnish", fr: "French", he: "Hebrew", hi: "Hindi", hu: "Hungarian",
-  id: "Indonesian", it: "Italian", ja: "Japanese", ko: "Korean", nl: "Dutch", no: "Norwegian", pl: "Polish",
-  pt: "Portuguese", ro: "Romanian", ru: "Russian", sv: "Swedish", th: "Thai", tr: "Turkish",
-  uk: "Ukrainian", vi: "Vietnamese", zh: "Chinese",
-};
+let LANGS = {};  // code -> name, from GET /languages
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { ws: null, sessionId: null, audio: null, stopping: false, retries: 0, queue: [], lastFinal: -1 };
 
-for (const [code, name] of Object.entries(LANGS)) {
-  $("source").add(new Option(name, code));
-  $("target").add(new Option(name, code));
+const ROUTE_LABEL = { whisper: "Whisper" };
+let ROUTES = {};  // spoken language -> {target: route}, from GET /languages
+
+// Offer only the targets the spoken language can reach, labelled with their route; with the language
+// detected, every target some language reaches (the server reports it when this one cannot).
+function offerTargets() {
+  const keep = $("target").value || params.get("target") || "";
+  const source = $("source").value;
+  const reach = source ? (ROUTES[source] || {}) : Object.assign({}, ...Object.values(ROUTES));
+  while ($("target").options.length > 1) $("target").remove(1);
+  for (const [code, route] of Object.entries(reach).sort()) {
+    const via = source ? ` (${route.split("+").map((r) => ROUTE_LABEL[r] || r).join(" → ")})` : "";
+    $("target").add(new Option(`${LANGS[code] || code}${via}`, code));
+  }
+  $("target").value = keep in reach ? keep : "";
 }
-$("source").value = params.get("source") || "";
-$("target").value = params.get("target") || "";
+const languagesLoaded = fetch("/languages").then((r) => r.json()).then((body) => {
+  LANGS = body.languages;
+  ROUTES = body.routes;
+  const byName = Object.entries(LANGS).sort((a, b) => a[1].localeCompare(b[1]));
+  for (const [code, name] of byName) $("source").add(new Option(name, code));
+  $("source").value = params.get("source") || "";
+  offerTargets();
+}).catch(() => status("could not load the languages", true));
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -141,6 +153,7 @@ function stop() {
 
 for (const id of ["source", "target"]) {
   $(id).onchange = () => {
+    if (id === "source") offerTargets();
     if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return;
     const target = $("target").value || null;
     state.ws.send(JSON.stringify({
@@ -150,5 +163,7 @@ for (const id of ["source", "target"]) {
 }
 $("start").onclick = () => start().catch((e) => status(`microphone: ${e.message}`, true));
 $("stop").onclick = stop;
-if (params.get("autostart")) start().catch((e) => status(`microphone: ${e.message}`, true));
+if (params.get("autostart")) {
+  languagesLoaded.then(start).catch((e) => status(`microphone: ${e.message}`, true));
+}
 window.babelstream = state;

