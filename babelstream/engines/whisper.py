@@ -222,6 +222,7 @@ class WhisperEngine:
                         languages,
                         probabilities,
                         parts,
+                        english,
                         final,
                     )
                 ]
@@ -247,7 +248,12 @@ class WhisperEngine:
         pieces = [mels[i][:, at:] for i, at in todo]
         default_pad_ms = self.encoder_pad_ms if final else self.interim_encoder_pad_ms
         pads_ms = [
-            default_pad_ms if requests[i].encoder_pad_ms is None else requests[i].encoder_pad_ms for i, _ in todo
+            -1  # the full window: see _may_translate
+            if at == 0 and self._may_translate(requests[i])
+            else default_pad_ms
+            if requests[i].encoder_pad_ms is None
+            else requests[i].encoder_pad_ms
+            for i, at in todo
         ]
         frames = max(window_frames(p.shape[-1], pad_ms) for p, pad_ms in zip(pieces, pads_ms, strict=True))
         encoded = self._encode(_stack(pieces, frames))
@@ -267,7 +273,9 @@ class WhisperEngine:
             and lang not in r.english_unless
         ]
         both = self._with_translations(encoded, wants)
-        prompts += [self._prompt(requests[todo[k][0]], langs[k], False, task="translate") for k in wants]
+        prompts += [
+            self._prompt(requests[todo[k][0]], langs[k], final, task="translate") for k in wants
+        ]  # CT2: prompts alike
         results = self._generate(both, prompts, final, max_length=min(MAX_LENGTH, max(map(len, prompts)) + cap))
         for k, res in zip(wants, results[len(todo) :], strict=True):
             said = self._text(res.tokens, "en")
@@ -306,6 +314,13 @@ class WhisperEngine:
             if resume is not None and at + resume < mels[i].shape[-1]:
                 again.append((i, at + resume))
         return again
+
+    def _may_translate(self, r: DecodeRequest) -> bool:
+        """Whether this decode may be translated too: then it gets the full window (a short one costs
+        Whisper's English a fifth of its chrF, see ``bench.translation``), shared by both prompts."""
+        if not self.multilingual or r.english_unless is None:
+            return False
+        return r.language is None or r.language not in r.english_unless
 
     def _with_translations(self, encoded: Any, items: list[int]) -> Any:
         """The encoder output with the items to translate appended again (one ``generate`` does both)."""
