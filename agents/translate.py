@@ -1,17 +1,26 @@
-"""Translation Faust agent: FINAL results that ask for a translation in, TRANSLATION (or ERROR) out,
-with the same session and utterance id so clients pair it with its text."""
+"""Translation Faust agent: FINAL results that ask for a translation in, TRANSLATION (or ERROR) out, with
+the same session and utterance id so clients pair it with its text; interims (REALTIME) get their
+translation too, throttled (``babelstream.interim_translations``), as a REALTIME record that carries it.
+
+Results waiting together are translated together: one backend call per language pair. A final's route
+(``TranslationRouter.route``) is a text model for the pair, or goes through the English the STT worker
+decoded from the speech (Whisper) and on with a text model from English; when English was the target,
+the STT worker sent the translation itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from babelstream.engines.translate import WHISPER, TranslationRouter, UnsupportedPair
+from babelstream.interim_translations import InterimThrottle
 from schemas.langs import UnknownLanguage, normalize_lang
 from schemas.records import ErrorInfo, Result, ResultKind, Translation, now_ms
 from streams.app import StreamApp
@@ -19,22 +28,24 @@ from streams.topics import session_key
 
 log = logging.getLogger(__name__)
 
-TRANSLATIONS = Counter("babelstream_translations_total", "Translations produced", ["backend"])
+TRANSLATIONS = Counter("babelstream_translations_total", "Translations produced", ["backend", "kind"])
 ERRORS = Counter("babelstream_translation_errors_total", "Translations that failed", ["code"])
-PROCESSING_S = Histogram("babelstream_translation_seconds", "Backend time per translation")
+PROCESSING_S = Histogram("babelstream_translation_seconds", "Backend time per call (one language pair)")
+BATCH = Histogram("babelstream_translation_batch_size", "Texts per backend call", buckets=(1, 2, 4, 8, 16, 32, 64))
 
 
 class SpeechTranslationMissing(RuntimeError):
-    """The route goes through Whisper's English, and the final carries none."""
+    """The route goes through Whisper's English, and the result carries none."""
 
 
 def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
-    codecs = sa.codecs
+    codecs, s = sa.codecs, sa.settings
     dead_letters = sa.dead_letters("translate")
+    throttle = InterimThrottle(s.interim_translation_interval_ms)
 
     def plan(r: Result) -> tuple[str, str, str, str | None]:
-        """(source language, target, the text to translate, what already made that text): the final's own
-        text, or the English Whisper made from its speech (a route through the speech)."""
+        """(source language, target, the text to translate, what already made that text): the result's
+        own text, or the English Whisper made from its speech (a route through the speech)."""
         source, target = normalize_lang(r.language), normalize_lang(r.target_lang)
         if source is None or target is None:
             raise UnsupportedPair("source or target language unknown")
@@ -47,33 +58,74 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
             raise SpeechTranslationMissing(f"no English from the speech of {r.utterance_id} ({route.name})")
         return "en", target, r.translation.text, WHISPER
 
-    async def translate_one(r: Result) -> Result:
-        # the FINAL's identity, text and timings; its own kind, segments and timestamps are replaced
-        common: dict[str, Any] = dict(seq=0, segments=[], created_at_ms=now_ms())
-        try:
-            source, target, text, before = plan(r)
-            t0 = time.perf_counter()
-            out = await asyncio.to_thread(router.translate, text, source, target)
-        except (UnsupportedPair, UnknownLanguage) as e:
-            ERRORS.labels("unsupported_pair").inc()
-            return replace(
-                r, **common, kind=ResultKind.ERROR, processing_ms=0, error=ErrorInfo("unsupported_pair", str(e))
-            )
-        except Exception as e:
-            log.exception("translation of %s failed", r.utterance_id)
-            ERRORS.labels("translation_failed").inc()
-            err = ErrorInfo("translation_failed", str(e)[:500])
-            return replace(r, **common, kind=ResultKind.ERROR, processing_ms=0, error=err)
-        elapsed = time.perf_counter() - t0
-        backend = out.backend if before is None else f"{before}+{out.backend}"
-        PROCESSING_S.observe(elapsed)
-        TRANSLATIONS.labels(backend).inc()
+    def failed(r: Result, code: str, message: str) -> Result:
+        ERRORS.labels(code).inc()
         return replace(
             r,
-            **common,
-            processing_ms=int(elapsed * 1000),
-            kind=ResultKind.TRANSLATION,
-            translation=Translation(normalize_lang(r.language) or source, target, out.text, backend),
+            seq=0,
+            segments=[],
+            created_at_ms=now_ms(),
+            kind=ResultKind.ERROR,
+            processing_ms=0,
+            error=ErrorInfo(code, message[:500]),
+        )
+
+    def translated(r: Result, text: str, backend: str, target: str, elapsed_ms: int) -> Result:
+        # the result's identity, text and timings; a final becomes a TRANSLATION, an interim stays one
+        kind = ResultKind.TRANSLATION if r.kind is ResultKind.FINAL else ResultKind.REALTIME
+        TRANSLATIONS.labels(backend, kind.value.lower()).inc()
+        source = normalize_lang(r.language) or ""
+        return replace(
+            r,
+            seq=0 if kind is ResultKind.TRANSLATION else r.seq,
+            segments=[],
+            created_at_ms=now_ms(),
+            kind=kind,
+            processing_ms=elapsed_ms,
+            translation=Translation(source, target, text, backend),
+        )
+
+    async def translate_all(results: list[Result]) -> list[Result]:
+        """Translations (or errors, for finals) of ``results``: one backend call per language pair."""
+        out: list[Result] = []
+        pairs: dict[tuple[str, str], list[tuple[Result, str, str | None]]] = defaultdict(list)
+        for r in results:
+            try:
+                source, target, text, before = plan(r)
+            except (UnsupportedPair, UnknownLanguage) as e:
+                if r.kind is ResultKind.FINAL:  # an interim without a route is simply not translated
+                    out.append(failed(r, "unsupported_pair", str(e)))
+                continue
+            except SpeechTranslationMissing as e:
+                if r.kind is ResultKind.FINAL:
+                    out.append(failed(r, "translation_failed", str(e)))
+                continue
+            pairs[source, target].append((r, text, before))
+        for (source, target), items in pairs.items():
+            BATCH.observe(len(items))
+            t0 = time.perf_counter()
+            try:
+                texts, backend = await asyncio.to_thread(
+                    router.translate_batch, [t for _, t, _ in items], source, target
+                )
+            except Exception as e:
+                log.exception("translation %s->%s of %d texts failed", source, target, len(items))
+                out += [failed(r, "translation_failed", str(e)) for r, _, _ in items if r.kind is ResultKind.FINAL]
+                continue
+            elapsed_ms = int((time.perf_counter() - t0) * 1000)
+            PROCESSING_S.observe(elapsed_ms / 1000)
+            for (r, _, before), text in zip(items, texts, strict=True):
+                out.append(
+                    translated(r, text, backend if before is None else f"{before}+{backend}", target, elapsed_ms)
+                )
+        return out
+
+    def wants_translation(r: Result) -> bool:
+        return (
+            r.kind in (ResultKind.FINAL, ResultKind.REALTIME)
+            and r.translate
+            and bool(r.target_lang)
+            and bool(r.text.strip())
         )
 
     def done_by_stt(r: Result) -> bool:
@@ -85,14 +137,14 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
 
     @sa.app.agent(sa.results_topic, name="translate")
     async def translate(stream: Any) -> None:
-        async for event in stream.events():
-            r = await dead_letters.decode(codecs.result, event.message)
-            if r is None:
-                continue
-            if r.kind is not ResultKind.FINAL or not r.translate or not r.target_lang or not r.text.strip():
-                continue
-            if done_by_stt(r):
-                continue
-            out = await translate_one(r)
-            fut = await sa.results_out_topic.send(key=session_key(out.session_id), value=codecs.result.encode(out))
-            await fut
+        async for events in stream.take_events(s.translation_batch_size, within=s.translation_batch_wait_ms / 1000):
+            batch = []
+            for event in events:
+                r = await dead_letters.decode(codecs.result, event.message)
+                if r is not None and wants_translation(r):
+                    batch.append(r)
+            finals = [r for r in batch if r.kind is ResultKind.FINAL and not done_by_stt(r)]
+            interims = throttle.select(batch, now_ms())
+            for out in await translate_all(finals + interims):
+                fut = await sa.results_out_topic.send(key=session_key(out.session_id), value=codecs.result.encode(out))
+                await fut

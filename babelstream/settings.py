@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         default=None, description="folder of CTranslate2 Marian models named like opus-mt-en-de"
     )
     easynmt_model: str = "opus-mt"
+    interim_translation_interval_ms: int = Field(
+        default=1000, description="interims are translated at most this often per session; 0: never"
+    )
+    translation_batch_size: int = Field(default=32, ge=1, description="results translated together, per pair")
+    translation_batch_wait_ms: int = Field(default=20, ge=0, description="how long a batch waits to fill")
 
     # --- Analytics -----------------------------------------------------------------------------------
     stats_window_s: int = Field(default=60, ge=1)

@@ -185,6 +185,8 @@ class SegmentOut(_Out):
 class Realtime(_ResultOut):
     type: Literal["realtime"] = "realtime"
     revision: int
+    translation: str | None = None  # the interim text translated (a later message of the same revision)
+    target_lang: str | None = None
 
 
 class Final(_ResultOut):
@@ -240,7 +242,10 @@ def result_message(r: Result) -> Realtime | Final | TranslationOut | ErrorMsg:
         processing_ms=r.processing_ms,
     )
     if r.kind is ResultKind.REALTIME:
-        return Realtime(**common, revision=r.seq)
+        t = r.translation
+        return Realtime(
+            **common, revision=r.seq, translation=t.text if t else None, target_lang=t.target_lang if t else None
+        )
     if r.kind is ResultKind.FINAL:
         segments = [SegmentOut(start_ms=x.start_ms, end_ms=x.end_ms, text=x.text) for x in r.segments]
         return Final(**common, segments=segments, language_probability=r.language_probability)

