@@ -244,7 +244,11 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(work.wait(), wait_s)
                 continue
-            done = await decode(jobs)
+            try:
+                done = await decode(jobs)
+            except Exception as e:  # preparing the batch failed: each final reports it (ERROR), as engine failures do
+                log.exception("preparing a batch of %d decodes failed", len(jobs))
+                done = {job.key: (e, 0) for job in jobs}
             retry = []
             for job in jobs:
                 try:

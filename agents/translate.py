@@ -108,9 +108,9 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
                 texts, backend = await asyncio.to_thread(
                     router.translate_batch, [t for _, t, _ in items], source, target
                 )
-            except Exception as e:
-                log.exception("translation %s->%s of %d texts failed", source, target, len(items))
-                out += [failed(r, "translation_failed", str(e)) for r, _, _ in items if r.kind is ResultKind.FINAL]
+            except Exception:
+                log.exception("translation %s->%s of %d texts failed: each again alone", source, target, len(items))
+                out += await one_by_one(items, source, target)
                 continue
             elapsed_ms = int((time.perf_counter() - t0) * 1000)
             PROCESSING_S.observe(elapsed_ms / 1000)
@@ -120,7 +120,24 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
                 )
         return out
 
+    async def one_by_one(items: list[tuple[Result, str, str | None]], source: str, target: str) -> list[Result]:
+        """After a batch failed: each text alone, so that one bad text fails only its own result."""
+        out = []
+        for r, text, before in items:
+            t0 = time.perf_counter()
+            try:
+                [done], backend = await asyncio.to_thread(router.translate_batch, [text], source, target)
+            except Exception as e:
+                if r.kind is ResultKind.FINAL:
+                    out.append(failed(r, "translation_failed", str(e)))
+                continue
+            elapsed_ms = int((time.perf_counter() - t0) * 1000)
+            out.append(translated(r, done, backend if before is None else f"{before}+{backend}", target, elapsed_ms))
+        return out
+
     def wants_translation(r: Result) -> bool:
+        if r.kind is ResultKind.REALTIME and r.translation is not None:
+            return False  # an interim this worker translated already (it reads the topic it writes)
         return (
             r.kind in (ResultKind.FINAL, ResultKind.REALTIME)
             and r.translate

@@ -29,7 +29,8 @@ class InterimThrottle:
                 self._remember(self._finished, r.utterance_id, None)
         newest: dict[str, Result] = {}
         for r in results:
-            if r.kind is ResultKind.REALTIME and r.utterance_id not in self._finished:
+            if r.kind is ResultKind.REALTIME and r.translation is None and r.utterance_id not in self._finished:
+                # (an interim that carries a translation is this worker's own output, read back)
                 newest[r.utterance_id] = r  # a later revision replaces an earlier one
         chosen = []
         for r in newest.values():

@@ -103,10 +103,17 @@ class BergamotBackend:
     def __init__(self, models_dir: Path, cache_dir: Path) -> None:
         self.models_dir = models_dir
         self.cache_dir = cache_dir
+        self._folders: dict[tuple[str, str], Path | None] = {}
         self._loaded: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     def folder(self, source: str, target: str) -> Path | None:
+        """The newest model folder for the pair (looked up once per pair: routes ask for every pair)."""
+        if (source, target) not in self._folders:
+            self._folders[source, target] = self._find(source, target)
+        return self._folders[source, target]
+
+    def _find(self, source: str, target: str) -> Path | None:
         pair = f"{source}{target}"
         found = sorted(p for p in self.models_dir.glob(f"{pair}*") if p.name == pair or p.name.startswith(f"{pair}-"))
         found = [p for p in found if any(p.glob("*.intgemm.alphas.bin")) and any(p.glob("vocab.*.spm"))]

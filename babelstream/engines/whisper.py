@@ -276,10 +276,13 @@ class WhisperEngine:
         prompts += [
             self._prompt(requests[todo[k][0]], langs[k], final, task="translate") for k in wants
         ]  # CT2: prompts alike
-        results = self._generate(both, prompts, final, max_length=min(MAX_LENGTH, max(map(len, prompts)) + cap))
+        # CTranslate2's Whisper makes at most max_length / 2 new tokens (and max_length less the prompt)
+        limit = min(MAX_LENGTH, max(2 * cap, max(map(len, prompts)) + cap))
+        results = self._generate(both, prompts, final, max_length=limit)
         for k, res in zip(wants, results[len(todo) :], strict=True):
             said = self._text(res.tokens, "en")
-            english[todo[k][0]] = "" if res.silent or looks_degenerate(said) else said
+            # no speech, or a loop (people repeat themselves: only a text that compresses like a loop is one)
+            english[todo[k][0]] = "" if res.silent or res.compression_ratio > COMPRESSION_RATIO_THRESHOLD else said
         results = results[: len(todo)]
         again = []
         for k, ((i, at), lang) in enumerate(zip(todo, langs, strict=True)):
@@ -328,6 +331,8 @@ class WhisperEngine:
             return encoded
         import ctranslate2
 
+        if str(encoded.dtype) not in ("DataType.float32", "DataType.float16"):  # numpy has no bfloat16
+            encoded = encoded.to(ctranslate2.DataType.float32)
         out = np.asarray(encoded.to_device(ctranslate2.Device.cpu))
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate([out, out[items]])))
 
@@ -365,9 +370,8 @@ class WhisperEngine:
         return [self._measure(res) for res in results]
 
     def _measure(self, res: Any) -> Decoded:
-        best = max(range(len(res.sequences_ids)), key=lambda k: res.scores[k] / (len(res.sequences_ids[k]) + 1))
-        tokens = res.sequences_ids[best]
-        avg_logprob = res.scores[best] * len(tokens) / (len(tokens) + 1)  # length_penalty 1
+        tokens = res.sequences_ids[0]  # CTranslate2 sorts hypotheses best first (length-normalised score)
+        avg_logprob = res.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper: length_penalty 1
         text = self.model.hf_tokenizer.decode([t for t in tokens if t < self.timestamp_begin]).strip()
         return Decoded(tokens, avg_logprob, compression_ratio(text), res.no_speech_prob)
 

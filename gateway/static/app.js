@@ -60,8 +60,9 @@ function onMessage(msg) {
     case "realtime": {
       const el = segment(msg.segment_id);
       if (!el.classList.contains("interim")) break;
-      el.querySelector(".text").textContent = msg.text;
-      if (msg.translation) el.querySelector(".translation").textContent = msg.translation;  // live, throttled
+      // a translated interim comes after newer text may have: it only updates the translation
+      if (msg.translation) el.querySelector(".translation").textContent = msg.translation;
+      else el.querySelector(".text").textContent = msg.text;
       break;
     }
     case "final": {

