@@ -113,11 +113,11 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
         while other finals wait, ``behind``, the cheaper BUSY_ENCODER_PAD_MS window), and where that audio
         starts in the utterance."""
         u = job.utterance
-        audio, from_ms = u.speech(-1 if job.kind == "interim" else s.trim_margin_ms, s.normalize_audio)
+        final = job.kind != "interim"  # a final, or a guess at one
+        audio, from_ms = u.speech(s.trim_margin_ms if final else -1, s.normalize_audio)
         language = languages.language_for(u, given_language(u))
         pad_ms = s.busy_encoder_pad_ms if behind and job.kind == "final" and s.busy_encoder_pad_ms >= 0 else None
-        english = english_unless(u) if job.kind != "interim" else None
-        final = job.kind != "interim"
+        english = english_unless(u) if final else None
         return DecodeRequest(
             audio, language, final, u.vocabulary, encoder_pad_ms=pad_ms, english_unless=english
         ), from_ms

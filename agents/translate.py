@@ -70,10 +70,11 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
             error=ErrorInfo(code, message[:500]),
         )
 
-    def translated(r: Result, text: str, backend: str, target: str, elapsed_ms: int) -> Result:
+    def translated(r: Result, text: str, before: str | None, backend: str, target: str, elapsed_ms: int) -> Result:
         # the result's identity, text and timings; a final becomes a TRANSLATION, an interim stays one
         kind = ResultKind.TRANSLATION if r.kind is ResultKind.FINAL else ResultKind.REALTIME
-        TRANSLATIONS.labels(backend, kind.value.lower()).inc()
+        route = backend if before is None else f"{before}+{backend}"
+        TRANSLATIONS.labels(route, kind.value.lower()).inc()
         source = normalize_lang(r.language) or ""
         return replace(
             r,
@@ -82,8 +83,28 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
             created_at_ms=now_ms(),
             kind=kind,
             processing_ms=elapsed_ms,
-            translation=Translation(source, target, text, backend),
+            translation=Translation(source, target, text, route),
         )
+
+    async def translate_pair(items: list[tuple[Result, str, str | None]], source: str, target: str) -> list[Result]:
+        """One backend call for the texts of a language pair; if it fails, each text alone (one bad text
+        fails only its own result: an ERROR for a final, nothing for an interim)."""
+        BATCH.observe(len(items))
+        t0 = time.perf_counter()
+        try:
+            texts, backend = await asyncio.to_thread(router.translate_batch, [t for _, t, _ in items], source, target)
+        except Exception as e:
+            if len(items) > 1:
+                log.exception("translation %s->%s of %d texts failed: each again alone", source, target, len(items))
+                return [out for item in items for out in await translate_pair([item], source, target)]
+            r = items[0][0]
+            return [failed(r, "translation_failed", str(e))] if r.kind is ResultKind.FINAL else []
+        elapsed_ms = int((time.perf_counter() - t0) * 1000)
+        PROCESSING_S.observe(elapsed_ms / 1000)
+        return [
+            translated(r, text, before, backend, target, elapsed_ms)
+            for (r, _, before), text in zip(items, texts, strict=True)
+        ]
 
     async def translate_all(results: list[Result]) -> list[Result]:
         """Translations (or errors, for finals) of ``results``: one backend call per language pair."""
@@ -102,42 +123,11 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
                 continue
             pairs[source, target].append((r, text, before))
         for (source, target), items in pairs.items():
-            BATCH.observe(len(items))
-            t0 = time.perf_counter()
-            try:
-                texts, backend = await asyncio.to_thread(
-                    router.translate_batch, [t for _, t, _ in items], source, target
-                )
-            except Exception:
-                log.exception("translation %s->%s of %d texts failed: each again alone", source, target, len(items))
-                out += await one_by_one(items, source, target)
-                continue
-            elapsed_ms = int((time.perf_counter() - t0) * 1000)
-            PROCESSING_S.observe(elapsed_ms / 1000)
-            for (r, _, before), text in zip(items, texts, strict=True):
-                out.append(
-                    translated(r, text, backend if before is None else f"{before}+{backend}", target, elapsed_ms)
-                )
-        return out
-
-    async def one_by_one(items: list[tuple[Result, str, str | None]], source: str, target: str) -> list[Result]:
-        """After a batch failed: each text alone, so that one bad text fails only its own result."""
-        out = []
-        for r, text, before in items:
-            t0 = time.perf_counter()
-            try:
-                [done], backend = await asyncio.to_thread(router.translate_batch, [text], source, target)
-            except Exception as e:
-                if r.kind is ResultKind.FINAL:
-                    out.append(failed(r, "translation_failed", str(e)))
-                continue
-            elapsed_ms = int((time.perf_counter() - t0) * 1000)
-            out.append(translated(r, done, backend if before is None else f"{before}+{backend}", target, elapsed_ms))
+            out += await translate_pair(items, source, target)
         return out
 
     def wants_translation(r: Result) -> bool:
-        if r.kind is ResultKind.REALTIME and r.translation is not None:
-            return False  # an interim this worker translated already (it reads the topic it writes)
+        """A final or an interim of a session that asked for a translation (which interims: the throttle)."""
         return (
             r.kind in (ResultKind.FINAL, ResultKind.REALTIME)
             and r.translate

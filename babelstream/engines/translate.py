@@ -103,17 +103,11 @@ class BergamotBackend:
     def __init__(self, models_dir: Path, cache_dir: Path) -> None:
         self.models_dir = models_dir
         self.cache_dir = cache_dir
-        self._folders: dict[tuple[str, str], Path | None] = {}
         self._loaded: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     def folder(self, source: str, target: str) -> Path | None:
-        """The newest model folder for the pair (looked up once per pair: routes ask for every pair)."""
-        if (source, target) not in self._folders:
-            self._folders[source, target] = self._find(source, target)
-        return self._folders[source, target]
-
-    def _find(self, source: str, target: str) -> Path | None:
+        """The newest model folder for the pair."""
         pair = f"{source}{target}"
         found = sorted(p for p in self.models_dir.glob(f"{pair}*") if p.name == pair or p.name.startswith(f"{pair}-"))
         found = [p for p in found if any(p.glob("*.intgemm.alphas.bin")) and any(p.glob("vocab.*.spm"))]
@@ -250,6 +244,7 @@ class TranslationRouter:
         self.backends = backends
         self.speech_to_english = speech_to_english  # the STT model is multilingual: Whisper can translate
         self.missing = missing  # how to install the backends TRANSLATION_BACKENDS names that are not installed
+        self._pairs: dict[tuple[str, str], TranslationBackend | None] = {}
 
     @classmethod
     def from_settings(cls, s: Settings) -> TranslationRouter:
@@ -275,10 +270,16 @@ class TranslationRouter:
         speech = s.stt_engine == "whisper" and s.whisper_translates and multilingual
         return cls(backends, speech_to_english=speech, missing=tuple(missing))
 
+    def _backend(self, source: str, target: str) -> TranslationBackend | None:
+        """The first backend with a model for the pair, looked up once per pair (routes ask about every
+        pair, for every final; the model folders are read once: add one, restart the workers)."""
+        if (source, target) not in self._pairs:
+            self._pairs[source, target] = next((b for b in self.backends if b.supports(source, target)), None)
+        return self._pairs[source, target]
+
     def backend_for(self, source: str, target: str) -> TranslationBackend:
-        for b in self.backends:
-            if b.supports(source, target):
-                return b
+        if (backend := self._backend(source, target)) is not None:
+            return backend
         names = ", ".join(b.name for b in self.backends) or "none installed"
         raise UnsupportedPair(f"no translation backend for {source}->{target} (backends: {names})")
 
@@ -286,7 +287,7 @@ class TranslationRouter:
         return {(a, b) for a in LANGUAGES for b in LANGUAGES if a != b and self._has(a, b)}
 
     def _has(self, a: str, b: str) -> bool:
-        return any(x.supports(a, b) for x in self.backends)
+        return self._backend(a, b) is not None
 
     def route(self, source: str, target: str) -> Route | None:
         """The best way from ``source`` speech to ``target`` text: a text model for the pair; else, with

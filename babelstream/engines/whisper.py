@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
 from babelstream.engines.models import resolve_whisper_model
 from babelstream.engines.stt import (
@@ -70,11 +71,6 @@ class Decoded:
         if self.silent:
             return False
         return self.compression_ratio > COMPRESSION_RATIO_THRESHOLD or self.avg_logprob < LOG_PROB_THRESHOLD
-
-
-def compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 Span = tuple[float, float, list[int]]  # start s, end s, text tokens
@@ -145,9 +141,9 @@ class WhisperEngine:
         self.multilingual = self.model.model.is_multilingual
         self._tokenizer_class = Tokenizer
         self._tokenizers: dict[tuple[str | None, str], Any] = {}
-        base = self.tokenizer("en")
-        self.timestamp_begin: int = base.timestamp_begin
-        self.suppress_tokens = _suppressed_tokens(base)
+        self._base = self.tokenizer("en")  # decodes any language's tokens
+        self.timestamp_begin: int = self._base.timestamp_begin
+        self.suppress_tokens = get_suppressed_tokens(self._base, [-1])  # faster-whisper's default
         self._lock = threading.Lock()  # one decode at a time per model instance keeps latency predictable
 
     @classmethod
@@ -209,7 +205,7 @@ class WhisperEngine:
         todo = [(i, 0) for i in range(len(requests))]  # (item, first mel frame not yet decoded)
         # CTranslate2 wants <|startoftranscript|> at one position in a batch: items whose prompts (the
         # client's vocabulary) differ in length go in batches of their own
-        prefix = [self._prompt(r, "en", final).index(self.tokenizer("en").sot) for r in requests]
+        prefix = [self._prompt(r, "en", final).index(self._base.sot) for r in requests]
         with self._lock:
             for _ in range(MAX_PASSES):
                 todo = [
@@ -248,8 +244,8 @@ class WhisperEngine:
         pieces = [mels[i][:, at:] for i, at in todo]
         default_pad_ms = self.encoder_pad_ms if final else self.interim_encoder_pad_ms
         pads_ms = [
-            -1  # the full window: see _may_translate
-            if at == 0 and self._may_translate(requests[i])
+            -1  # the full window: see _wants_english
+            if at == 0 and self._wants_english(requests[i], languages[i])
             else default_pad_ms
             if requests[i].encoder_pad_ms is None
             else requests[i].encoder_pad_ms
@@ -267,10 +263,7 @@ class WhisperEngine:
         wants = [
             k
             for k, ((i, at), lang) in enumerate(zip(todo, langs, strict=True))
-            if at == 0
-            and self.multilingual
-            and (r := requests[i]).english_unless is not None
-            and lang not in r.english_unless
+            if at == 0 and self._wants_english(requests[i], lang)
         ]
         both = self._with_translations(encoded, wants)
         prompts += [
@@ -280,14 +273,14 @@ class WhisperEngine:
         limit = min(MAX_LENGTH, max(2 * cap, max(map(len, prompts)) + cap))
         results = self._generate(both, prompts, final, max_length=limit)
         for k, res in zip(wants, results[len(todo) :], strict=True):
-            said = self._text(res.tokens, "en")
+            said = self._text(res.tokens)
             # no speech, or a loop (people repeat themselves: only a text that compresses like a loop is one)
             english[todo[k][0]] = "" if res.silent or res.compression_ratio > COMPRESSION_RATIO_THRESHOLD else said
         results = results[: len(todo)]
         again = []
         for k, ((i, at), lang) in enumerate(zip(todo, langs, strict=True)):
             res, r = results[k], requests[i]
-            looping = len(res.tokens) >= cap or looks_degenerate(self._text(res.tokens, lang))
+            looping = len(res.tokens) >= cap or looks_degenerate(self._text(res.tokens))
             if looping or ((final or frames < WINDOW_FRAMES) and res.needs_fallback):
                 # a short window can send Whisper into a loop, and so can a prompt: decode this one again
                 # as faster-whisper would, in the full window, and without the prompt if it looped
@@ -303,7 +296,7 @@ class WhisperEngine:
                 continue
             duration_s = min(pieces[k].shape[-1], WINDOW_FRAMES) / FRAMES_PER_S
             if not final:
-                parts[i].append(TimedText(at * 10, at * 10 + int(duration_s * 1000), self._text(res.tokens, lang)))
+                parts[i].append(TimedText(at * 10, at * 10 + int(duration_s * 1000), self._text(res.tokens)))
                 continue
             spans, resume = split_by_timestamps(res.tokens, self.timestamp_begin, duration_s)
             for start, end, tokens in spans:
@@ -311,19 +304,20 @@ class WhisperEngine:
                     TimedText(
                         at * 10 + int(start * 1000),
                         at * 10 + int(min(end, duration_s) * 1000),
-                        self._text(tokens, lang),
+                        self._text(tokens),
                     )
                 )
             if resume is not None and at + resume < mels[i].shape[-1]:
                 again.append((i, at + resume))
         return again
 
-    def _may_translate(self, r: DecodeRequest) -> bool:
-        """Whether this decode may be translated too: then it gets the full window (a short one costs
-        Whisper's English a fifth of its chrF, see ``bench.translation``), shared by both prompts."""
+    def _wants_english(self, r: DecodeRequest, language: str | None) -> bool:
+        """Whether this decode is translated to English too, spoken in ``language`` (None: not known yet,
+        so it may be). Such a decode gets the full window (a short one costs Whisper's English a fifth of
+        its chrF, see ``bench.translation``), shared by both prompts."""
         if not self.multilingual or r.english_unless is None:
             return False
-        return r.language is None or r.language not in r.english_unless
+        return language is None or language not in r.english_unless
 
     def _with_translations(self, encoded: Any, items: list[int]) -> Any:
         """The encoder output with the items to translate appended again (one ``generate`` does both)."""
@@ -372,8 +366,7 @@ class WhisperEngine:
     def _measure(self, res: Any) -> Decoded:
         tokens = res.sequences_ids[0]  # CTranslate2 sorts hypotheses best first (length-normalised score)
         avg_logprob = res.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper: length_penalty 1
-        text = self.model.hf_tokenizer.decode([t for t in tokens if t < self.timestamp_begin]).strip()
-        return Decoded(tokens, avg_logprob, compression_ratio(text), res.no_speech_prob)
+        return Decoded(tokens, avg_logprob, get_compression_ratio(self._text(tokens)), res.no_speech_prob)
 
     def _encode(self, mel: np.ndarray) -> Any:
         import ctranslate2
@@ -406,8 +399,9 @@ class WhisperEngine:
         below = [d for d in tried if d.compression_ratio <= COMPRESSION_RATIO_THRESHOLD]
         return max(below or tried, key=lambda d: d.avg_logprob)
 
-    def _text(self, tokens: list[int], language: str) -> str:
-        return str(self.tokenizer(language).decode([t for t in tokens if t < self.timestamp_begin])).strip()
+    def _text(self, tokens: list[int]) -> str:
+        """The words of ``tokens`` (timestamps and special tokens left out)."""
+        return str(self._base.decode(tokens)).strip()
 
     def _long(self, r: DecodeRequest) -> Transcription:
         """faster-whisper's own path: audio over 30 s, or its VAD filter asked for."""
@@ -442,15 +436,5 @@ def max_new_tokens(frames: int) -> int:
 
 
 def _stack(mels: list[np.ndarray], frames: int) -> np.ndarray:
-    """Mel spectrograms as one batch of ``frames`` each, zero-padded (as faster-whisper pads a window)."""
-    batch = np.zeros((len(mels), mels[0].shape[0], frames), dtype=np.float32)
-    for i, m in enumerate(mels):
-        n = min(frames, m.shape[-1])
-        batch[i, :, :n] = m[:, :n]
-    return batch
-
-
-def _suppressed_tokens(tokenizer: Any) -> list[int]:
-    """faster-whisper's default ``suppress_tokens=[-1]``: non-speech symbols and the special tokens."""
-    special = [tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm]
-    return sorted({*tokenizer.non_speech_tokens, *special, tokenizer.no_speech})
+    """Mel spectrograms as one batch of ``frames`` each, zero-padded as faster-whisper pads a window."""
+    return np.stack([pad_or_trim(m, frames) for m in mels])
