@@ -122,28 +122,37 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
             audio, language, final, u.vocabulary, encoder_pad_ms=pad_ms, english_unless=english
         ), from_ms
 
-    def target(u: Utterance) -> str | None:
-        try:
-            return normalize_lang(u.target_lang) if u.translate else None
-        except UnknownLanguage:
-            return None  # the translation worker reports it
+    def targets(u: Utterance) -> list[str]:
+        """The languages the session wants this utterance in (unknown ones: the translation worker reports)."""
+        if not u.translate:
+            return []
+        out = []
+        for lang in u.targets:
+            try:
+                code = normalize_lang(lang)
+            except UnknownLanguage:
+                continue
+            if code:
+                out.append(code)
+        return out
 
     def english_unless(u: Utterance) -> frozenset[str] | None:
-        """For a session that wants a translation: the languages its speech needs no Whisper English for."""
-        to = target(u)
-        if router is None or not router.speech_to_english or to is None:
+        """For a session that wants translations: the languages its speech needs no Whisper English for
+        (to reach every target English leads to)."""
+        if router is None or not router.speech_to_english:
             return None
-        if to != "en" and router.route("en", to) is None:
+        useful = [to for to in targets(u) if to == "en" or router.route("en", to) is not None]
+        if not useful:
             return None  # English would lead nowhere
-        return router.english_unless(to)
+        return frozenset.intersection(*(router.english_unless(to) for to in useful))
+
+    def speech_route(language: str, to: str) -> bool:
+        route = router.route(language, to) if router is not None else None
+        return route is not None and route.speech
 
     def speech_translation(u: Utterance, t: Transcription) -> Translation | None:
-        """Whisper's English for this final, when its route goes through the speech."""
-        to = target(u)
-        if router is None or to is None or not t.english or not t.language:
-            return None
-        route = router.route(t.language, to)
-        if route is None or not route.speech:
+        """Whisper's English for this final, when a target's route goes through the speech."""
+        if not t.english or not t.language or not any(speech_route(t.language, to) for to in targets(u)):
             return None
         return Translation(t.language, "en", t.english, WHISPER)
 
@@ -223,8 +232,12 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
             final = utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t, decoded_from_ms=from_ms)
             final.translation = speech_translation(u, t)  # the translation worker goes on from it (a pivot)
             await send(final)
-            if final.translation is not None and final.translation.target_lang == target(u):
-                SPEECH_TRANSLATIONS.inc()  # English was the target: this is the translation
+            if (
+                final.translation is not None
+                and "en" in targets(u)
+                and speech_route(final.translation.source_lang, "en")
+            ):
+                SPEECH_TRANSLATIONS.inc()  # English was a target: this is its translation
                 await send(replace(final, kind=ResultKind.TRANSLATION, segments=[], created_at_ms=now_ms()))
         for event in u.tags:
             ack(event)

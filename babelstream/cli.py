@@ -130,7 +130,9 @@ def stream(
     file: Path = typer.Argument(..., exists=True, help="any audio file ffmpeg/PyAV can read"),
     url: str = typer.Option("ws://127.0.0.1:5026", help="gateway WebSocket URL"),
     source_lang: str = typer.Option(None, help="ISO 639-1; default: detect"),
-    target_lang: str = typer.Option(None, help="translate into this language"),
+    target_lang: list[str] = typer.Option(
+        None, help="translate into this language (repeat the option for several, or give them comma-separated)"
+    ),
     pace: float = typer.Option(1.0, help="1 = real time, 0 = as fast as possible"),
     api_key: str = typer.Option(None, envvar="BABELSTREAM_API_KEY", help="API key or JWT, if the gateway needs one"),
 ) -> None:
@@ -142,6 +144,7 @@ def stream(
     from babelstream.client import stream_audio
 
     pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=16000))
+    targets = [lang.strip() for value in target_lang or [] for lang in value.split(",") if lang.strip()]
 
     def show(msg: dict[str, object]) -> None:
         kind = msg.get("type")
@@ -159,8 +162,8 @@ def stream(
             url,
             pcm,
             source_lang=source_lang,
-            target_lang=target_lang,
-            translate=bool(target_lang),
+            target_langs=targets or None,
+            translate=bool(targets),
             pace=pace,
             on_message=show,
             timeout_s=3600,

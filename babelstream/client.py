@@ -38,6 +38,23 @@ class StreamReport:
     def translations(self) -> list[dict[str, Any]]:
         return sorted(self.of_type("translation"), key=lambda m: m["segment_id"])
 
+    @property
+    def targets(self) -> list[str]:
+        """The languages the gateway said this session's speech is translated into."""
+        ready = (self.of_type("langs") or self.of_type("ready"))[-1:]
+        if not ready:
+            return []
+        return ready[0].get("target_langs") or ([ready[0]["target_lang"]] if ready[0].get("target_lang") else [])
+
+    def translated(self, segments: set[int]) -> bool:
+        """Whether each of ``segments`` has its translation (or a translation error) in every target."""
+        have = {(m["segment_id"], m["target_lang"]) for m in self.translations} | {
+            (m["segment_id"], m.get("target_lang"))
+            for m in self.of_type("error")
+            if m.get("code") in ("unsupported_pair", "translation_failed")
+        }
+        return {(s, t) for s in segments for t in self.targets} <= have
+
 
 async def stream_audio(
     url: str,
@@ -47,6 +64,7 @@ async def stream_audio(
     source_lang: str | None = None,
     target_lang: str | None = None,
     translate: bool = False,
+    target_langs: list[str] | None = None,
     session_id: str | None = None,
     pace: float = 1.0,
     frame_ms: int = 100,
@@ -75,6 +93,8 @@ async def stream_audio(
     ):
         if value is not None:
             start_msg[key] = value
+    if target_langs:
+        start_msg["target_langs"] = target_langs
     if translate:
         start_msg["translate"] = True
     if session_id:
@@ -108,13 +128,8 @@ async def stream_audio(
             done = {m["segment_id"] for m in report.of_type("final")} | {
                 m["segment_id"] for m in report.of_type("error") if m.get("code") == "stt_failed"
             }
-            tr_done = {m["segment_id"] for m in report.translations} | {
-                m["segment_id"]
-                for m in report.of_type("error")
-                if m.get("code") in ("unsupported_pair", "translation_failed")
-            }
             stopped = bool(report.of_type("stopped"))
-            if stopped and ended <= done and (not wait_translations or ended <= tr_done):
+            if stopped and ended <= done and (not wait_translations or report.translated(ended)):
                 break
             if reader.done():
                 reader.result()

@@ -18,7 +18,16 @@ import numpy as np
 
 from babelstream.audio.resample import pcm16_to_float, peak_normalize
 from babelstream.engines.stt import Transcription, Vocabulary
-from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Segment
+from schemas.records import (
+    TAKEOVER_SEQ,
+    AudioEvent,
+    AudioEventKind,
+    ErrorInfo,
+    Result,
+    ResultKind,
+    Segment,
+    wanted_targets,
+)
 
 
 @dataclass
@@ -31,6 +40,7 @@ class Utterance:
     target_lang: str | None
     translate: bool
     partition: int = -1
+    target_langs: list[str] = field(default_factory=list)  # every target, target_lang first (or empty)
     chunks: list[bytes] = field(default_factory=list)
     next_seq: int = 0
     audio_ms: int = 0
@@ -46,6 +56,11 @@ class Utterance:
     speech_start_ms: int | None = None  # from the gateway's VAD, carried by END
     speech_end_ms: int | None = None
     tags: list[object] = field(default_factory=list)  # opaque handles (e.g. Faust events to ack)
+
+    @property
+    def targets(self) -> list[str]:
+        """Every language the session wants this utterance translated into (when ``translate``)."""
+        return wanted_targets(self.target_lang, self.target_langs)
 
     @property
     def end_ms(self) -> int:
@@ -142,6 +157,7 @@ class UtteranceAssembler:
         u.last_created_at_ms = max(u.last_created_at_ms, min(ev.created_at_ms, now_ms or ev.created_at_ms))
         u.last_seen_ms = now_ms
         u.source_lang, u.target_lang, u.translate = ev.source_lang, ev.target_lang, ev.translate
+        u.target_langs = ev.target_langs
         u.prompt, u.hotwords = ev.prompt or u.prompt, ev.hotwords or u.hotwords
         if ev.kind is AudioEventKind.PAUSE:
             u.speech_start_ms, u.speech_end_ms = ev.speech_start_ms, ev.speech_end_ms
@@ -217,6 +233,7 @@ def utterance_result(
         version=version,
         audio_created_at_ms=u.last_created_at_ms,
         target_lang=u.target_lang,
+        target_langs=list(u.target_langs),
         translate=u.translate,
         error=error,
     )

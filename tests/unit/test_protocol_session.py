@@ -261,3 +261,74 @@ def test_loops_are_recognised(text: str, stuck: bool) -> None:
     from babelstream.engines.stt import looks_degenerate
 
     assert looks_degenerate(text) is stuck
+
+
+def test_several_targets_go_with_every_audio_event_and_survive_a_resume() -> None:
+    sess = session()
+    out = start(sess, source_lang="es", target_lang="pt", target_langs=["en", "Portuguese", "fr"], translate=True)
+    ready = out[1].message
+    assert (ready.target_lang, ready.target_langs) == ("pt", ["pt", "en", "fr"])  # target_lang first, each once
+    assert out[0].state.targets == ["pt", "en", "fr"]
+    pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    events = [o.event for o in sess.audio(pcm + silence(1500)) if isinstance(o, Produce)]
+    assert events and all(e.targets == ["pt", "en", "fr"] for e in events)
+    # a resume that names no target keeps them all; one that names targets replaces them
+    prior = stored(target_lang="pt", target_langs=["pt", "en", "fr"])
+    kept = start(session(), prior, session_id="s-1", resume_token="secret")[1].message
+    assert (kept.target_lang, kept.target_langs, kept.translate) == ("pt", ["pt", "en", "fr"], True)
+    replaced = start(session(), prior, session_id="s-1", resume_token="secret", target_langs=["de"])[1].message
+    assert (replaced.target_lang, replaced.target_langs) == ("de", ["de"])
+
+
+def test_set_langs_changes_the_targets_and_a_refused_change_changes_nothing() -> None:
+    sess = session()
+    start(sess, target_lang="pt", translate=True)
+    langs = sess.handle(parse_client_message('{"type": "set_langs", "target_langs": ["en", "de"]}'))[-1].message
+    assert (langs.target_lang, langs.target_langs, langs.translate) == ("en", ["en", "de"], True)
+    with pytest.raises(ProtocolError, match="needs a target_lang"):
+        sess.handle(parse_client_message('{"type": "set_langs", "source_lang": "fr"}'))  # translate stays on
+    assert sess.state is not None and (sess.state.source_lang, sess.state.targets) == (None, ["en", "de"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"target_langs": ["pt", "xx-nope"]}, "unsupported_language"),
+        ({"target_langs": ["pt", "en", "fr", "de", "es", "it", "ru", "ja", "zh"]}, "invalid_message"),
+        ({"target_lang": "pt", "target_langs": ["en", "fr", "de", "es", "it", "ru", "ja", "zh"]}, "invalid_message"),
+        ({"target_langs": "pt"}, "invalid_message"),
+        ({"target_langs": [], "translate": True}, "invalid_message"),
+    ],
+)
+def test_bad_target_lists_are_refused(fields: dict, code: str) -> None:
+    with pytest.raises(ProtocolError) as e:
+        msg = parse_client_message(json.dumps({"type": "start", **fields}))
+        session().validate(msg)  # type: ignore[arg-type]
+    assert e.value.code == code
+
+
+def test_each_targets_translation_and_error_is_delivered_once() -> None:
+    from schemas.records import Translation
+
+    sess = session()
+    start(sess, target_langs=["pt", "en", "de"], translate=True)
+    sid = sess.session_id
+    assert sid is not None
+
+    def tr(to: str) -> Result:
+        return Result(sid, 0, ResultKind.TRANSLATION, "hola", translation=Translation("es", to, f"<{to}>", "x"))
+
+    def failed(to: str, code: str = "unsupported_pair") -> Result:
+        return Result(sid, 0, ResultKind.ERROR, target_lang=to, error=ErrorInfo(code, f"no es->{to}"))
+
+    got = [sess.result(r) for r in (tr("pt"), tr("en"), tr("pt"), failed("de"), failed("de"), failed("fr"))]
+    assert [(m.type, m.target_lang) if m else None for m in got] == [
+        ("translation", "pt"),
+        ("translation", "en"),
+        None,  # redelivered after a failover
+        ("error", "de"),
+        None,
+        ("error", "fr"),
+    ]
+    stt = sess.result(Result(sid, 0, ResultKind.ERROR, target_lang="pt", error=ErrorInfo("stt_failed", "boom")))
+    assert stt is not None and stt.target_lang is None  # not a translation's error: no target named

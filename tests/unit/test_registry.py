@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from schemas.codec import AvroCodec
-from schemas.records import Result, ResultKind
+from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState
 from streams.registry import ConfluentRegistry, RegistryError
 
 
@@ -84,10 +84,9 @@ def written_with(schema_file: str, schema_id: int, row: dict) -> bytes:
 def test_session_states_written_with_the_earlier_schema_stay_readable() -> None:
     """SessionState moved to id 104 (epoch, open utterance, token digest); records on the compacted topic
     written with id 103 decode with the new fields' defaults."""
-    from schemas.codec import PinnedRegistry, pinned_ids
+    from schemas.codec import PinnedRegistry
     from schemas.records import SessionState
 
-    assert pinned_ids()[SessionState.SCHEMA] == 104
     data = written_with("session_state.103.avsc", 103, SessionState("s-old", "gw", 16000, 7).to_avro())
     st = AvroCodec(SessionState, PinnedRegistry(), "x-value").decode(data)
     assert (st.session_id, st.next_utterance_index) == ("s-old", 7)
@@ -96,11 +95,39 @@ def test_session_states_written_with_the_earlier_schema_stay_readable() -> None:
 
 def test_audio_events_written_with_the_earlier_schema_stay_readable() -> None:
     """AudioEvent moved to id 105 (the VAD's speech range on END); stored audio written with 101 replays."""
-    from schemas.codec import PinnedRegistry, pinned_ids
+    from schemas.codec import PinnedRegistry
     from schemas.records import AudioEvent, AudioEventKind
 
-    assert pinned_ids()[AudioEvent.SCHEMA] == 105
     row = AudioEvent("s-old", 3, 2, AudioEventKind.END, b"", 1500, end_reason="silence").to_avro()
     ev = AvroCodec(AudioEvent, PinnedRegistry(), "x-value").decode(written_with("audio_event.101.avsc", 101, row))
     assert (ev.utterance_id, ev.seq, ev.end_reason) == ("s-old:3", 2, "silence")
     assert (ev.speech_start_ms, ev.speech_end_ms) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("schema_file", "schema_id", "make"),
+    [
+        (
+            "audio_event.105.avsc",
+            105,
+            lambda: AudioEvent("s", 1, 0, AudioEventKind.CHUNK, b"\0\0", 0, target_lang="pt"),
+        ),
+        ("result.102.avsc", 102, lambda: Result("s", 1, ResultKind.FINAL, "hola", target_lang="pt", translate=True)),
+        ("session_state.104.avsc", 104, lambda: SessionState("s", "gw", 16000, 2, target_lang="pt", translate=True)),
+    ],
+)
+def test_records_from_before_target_langs_keep_their_one_target(schema_file: str, schema_id: int, make) -> None:
+    """AudioEvent 106, Result 107 and SessionState 108 added ``target_langs``; a record written before
+    (one ``target_lang``) still asks for that one translation, and the current ids are what is written."""
+    from schemas.codec import PinnedRegistry, pinned_ids
+
+    record = make()
+    assert pinned_ids()[record.SCHEMA] == {105: 106, 102: 107, 104: 108}[schema_id]
+    decoded = AvroCodec(type(record), PinnedRegistry(), "x-value").decode(
+        written_with(schema_file, schema_id, record.to_avro())
+    )
+    assert decoded.target_langs == []
+    assert decoded.targets == ["pt"]
+    record.target_langs = ["pt", "en"]
+    codec = AvroCodec(type(record), PinnedRegistry(), "x-value")
+    assert codec.decode(codec.encode(record)).targets == ["pt", "en"]
