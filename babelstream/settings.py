@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     key_realtime_factor: float = Field(
         default=0.0, ge=0, description="all sessions of one key or subject together; 0: no limit beyond sessions'"
     )
+    api_max_upload_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, description="largest file the OpenAI-compatible audio API takes"
+    )
+    api_max_audio_s: float = Field(default=4 * 3600.0, gt=0, description="longest audio one API request may hold")
+    api_timeout_s: float = Field(
+        default=1800.0, gt=0, description="an API request's answer must be ready this long after its upload"
+    )
     session_resume_ttl_s: float = Field(
         default=3600.0, gt=0, description="a session's state is deleted (tombstoned) this long after its last use"
     )

@@ -2,7 +2,8 @@
 
 I/O shell around :class:`gateway.session.ClientSession`. Every client has a bounded outgoing queue; a
 client that stops reading is closed (code 1008) instead of slowing anyone else. Health (``/healthz``),
-Prometheus metrics (``/metrics``) and the web client are served on ``HEALTH_PORT``.
+Prometheus metrics (``/metrics``), the languages (``/languages``), the web client and the OpenAI-compatible
+audio API (``/v1/...``, :mod:`gateway.openai_api`) are served on ``HEALTH_PORT``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from babelstream.engines.translate import TranslationRouter
 from babelstream.settings import Settings
 from gateway import metrics as m
 from gateway.auth import ANONYMOUS, Authenticator, AuthError, Principal, origin_allowed
+from gateway.openai_api import ApiConnection, AudioApi
 from gateway.pacing import AudioPacer
 from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
@@ -115,7 +117,7 @@ class Gateway:
         self.dead_letters = DeadLetters("gateway", self.producer.send_dead_letter)
         self.store = SessionStore(self.kafka, self.topics.sessions.name, self.codecs, self.dead_letters, self._on_state)
         self.router = ResultRouter(self.kafka, self.topics.results.name, self.codecs, self.deliver, self.dead_letters)
-        self.clients: dict[str, Connection] = {}  # started sessions, by session id
+        self.clients: dict[str, Connection | ApiConnection] = {}  # started sessions, by session id
         self.unstarted: dict[Connection, None] = {}  # connections yet to send start, oldest first
         self.connections = 0
         self.kafka_ok = True
@@ -168,7 +170,8 @@ class Gateway:
             ssl=self.tls,
         )
         self.port = self._ws.sockets[0].getsockname()[1]
-        app = web.Application()
+        app = web.Application(client_max_size=self.s.api_max_upload_bytes + (1 << 20))
+        AudioApi(self).add_routes(app)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/config.json", self._client_config)
@@ -246,7 +249,7 @@ class Gateway:
             await asyncio.sleep(every_s)
             try:
                 for conn in list(self.clients.values()):
-                    await self._apply(conn, conn.session.keepalive())
+                    await self.apply(conn, conn.session.keepalive())
                 for sid in self.store.expired(now_ms() - ttl_ms):
                     if sid not in self.clients:
                         await self.producer.delete_session(sid)
@@ -285,13 +288,13 @@ class Gateway:
         return None
 
     # -- clients ----------------------------------------------------------------------------------
-    def _vad(self) -> DualVad:
+    def vad(self) -> DualVad:
         return DualVad.from_settings(self.s, SileroVad(self._silero_path) if self._silero_path else None)
 
     async def handler(self, ws: ServerConnection) -> None:
         self.connections += 1
         m.CLIENTS.inc()
-        session = ClientSession(self.s, self.gateway_id, self._vad)
+        session = ClientSession(self.s, self.gateway_id, self.vad)
         conn = Connection(
             ws, session, self.s.client_queue_max, AudioPacer(self.s.max_realtime_factor, self.s.audio_burst_s)
         )
@@ -313,7 +316,7 @@ class Gateway:
                     conn.enqueue(ErrorMsg(code=timeout_error, message=f"{what} for {wait_s:g} s", fatal=True))
                     break
                 try:
-                    await self._apply(conn, await self._on_message(conn, message))
+                    await self.apply(conn, await self._on_message(conn, message))
                     if conn.backfill_since_ms is not None:
                         backfill = asyncio.create_task(self._backfill(conn, conn.backfill_since_ms))
                         conn.backfill_since_ms = None
@@ -338,18 +341,7 @@ class Gateway:
             log.exception("session %s failed", session.session_id)
             conn.enqueue(ErrorMsg(code="internal", message="internal error; the session was closed", fatal=True))
         finally:
-            self.unstarted.pop(conn, None)
-            try:
-                await self._apply(conn, session.disconnect())
-            except Exception:
-                log.exception("could not end the open utterance of session %s", session.session_id)
-            if session.session_id and self.clients.get(session.session_id) is conn:
-                del self.clients[session.session_id]
-            if session.started:  # counted as one of its principal's sessions when it started
-                self.sessions_of[conn.principal.name] -= 1
-                if not self.sessions_of[conn.principal.name]:
-                    del self.sessions_of[conn.principal.name]
-            conn.done.set()
+            await self.release(conn)
             if backfill is not None:
                 backfill.cancel()
             await conn.finish()
@@ -358,6 +350,23 @@ class Gateway:
             conn.writer_task.cancel()
             self.connections -= 1
             m.CLIENTS.dec()
+
+    async def release(self, conn: Connection | ApiConnection) -> None:
+        """The connection is gone (or its HTTP request answered): its open utterance is ended, and it no
+        longer counts against the limits nor gets results."""
+        session = conn.session
+        self.unstarted.pop(conn, None)
+        try:
+            await self.apply(conn, session.disconnect())
+        except Exception:
+            log.exception("could not end the open utterance of session %s", session.session_id)
+        if session.session_id and self.clients.get(session.session_id) is conn:
+            del self.clients[session.session_id]
+        if session.started:  # counted as one of its principal's sessions when it started
+            self.sessions_of[conn.principal.name] -= 1
+            if not self.sessions_of[conn.principal.name]:
+                del self.sessions_of[conn.principal.name]
+        conn.done.set()
 
     def _admit(self, conn: Connection) -> None:
         """Count a new connection as unstarted; past MAX_UNSTARTED_CONNECTIONS the one that has waited
@@ -379,19 +388,19 @@ class Gateway:
             )
         if isinstance(message, bytes):
             m.AUDIO_BYTES.inc(len(message))
-            await self._pace(conn, session.frame_seconds(len(message)))
+            await self.pace(conn, session.frame_seconds(len(message)))
             # resampling and both VADs run off the event loop, one frame at a time per session
             return session.segments(await asyncio.to_thread(session.analyse, message))
         msg = parse_client_message(message)
         if not isinstance(msg, Start):
             return session.handle(msg)
-        return await self._start(conn, msg)
+        return await self.begin(conn, msg)
 
-    async def _pace(self, conn: Connection, audio_s: float) -> None:
+    async def pace(self, conn: Connection | ApiConnection, audio_s: float) -> None:
         """Hold the frame back while its session, or all sessions of its key together, send audio faster
         than their limit; the client is told once."""
         now_s = asyncio.get_running_loop().time()
-        delay_s = conn.pacer.take(audio_s, now_s)
+        delay_s = conn.pacer.take(audio_s, now_s) if conn.pacer is not None else 0.0
         limit = f"{self.s.max_realtime_factor:g}x real time"
         key_pacer = self._key_pacer(conn.principal)
         if key_pacer is not None and (key_delay_s := key_pacer.take(audio_s, now_s)) > delay_s:
@@ -417,7 +426,7 @@ class Gateway:
             self.key_pacers[who.name] = AudioPacer(self.s.key_realtime_factor, self.s.audio_burst_s)
         return self.key_pacers[who.name]
 
-    async def _start(self, conn: Connection, msg: Start) -> list[Output]:
+    async def begin(self, conn: Connection | ApiConnection, msg: Start) -> list[Output]:
         session = conn.session
         session.validate(msg)  # a bad start fails before anything happens to the session's owner
         prior = None
@@ -448,7 +457,7 @@ class Gateway:
             conn.backfill_after_segment = -1 if msg.received_up_to is None else msg.received_up_to
         return outputs
 
-    async def _supersede(self, old: Connection, timeout_s: float = 10.0) -> None:
+    async def _supersede(self, old: Connection | ApiConnection, timeout_s: float = 10.0) -> None:
         """Another connection resumed ``old``'s session: close ``old`` without letting it write session
         state again, and wait until its handler has ended its open utterance on Kafka."""
         if not old.session.superseded:
@@ -483,7 +492,7 @@ class Gateway:
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_failed_task)
 
-    async def _apply(self, conn: Connection, outputs: list[Output]) -> None:
+    async def apply(self, conn: Connection | ApiConnection, outputs: list[Output]) -> None:
         for out in outputs:
             if isinstance(out, ToClient):
                 conn.enqueue(out.message)
@@ -532,7 +541,7 @@ class Gateway:
         if conn is not None:
             self._deliver_to(conn, result)
 
-    def _deliver_to(self, conn: Connection, result: Result, observe_latency: bool = True) -> None:
+    def _deliver_to(self, conn: Connection | ApiConnection, result: Result, observe_latency: bool = True) -> None:
         msg = conn.session.result(result)
         if msg is None:
             return

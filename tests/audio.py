@@ -147,3 +147,24 @@ def wer(reference: str, hypothesis: str) -> float:
     import jiwer
 
     return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
+
+
+def encode_audio(pcm: bytes, rate_hz: int, container: str, codec: str) -> bytes:
+    """Mono PCM16 as a file in ``container`` with ``codec`` (PyAV, e.g. ``ogg``/``libopus``, ``flac``/``flac``,
+    ``mp3``/``libmp3lame``): what a user uploads."""
+    import io
+
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, "w", format=container) as f:
+        stream = f.add_stream(codec, rate=48000 if codec == "libopus" else rate_hz, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, "<i2").reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate_hz
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=stream.rate)
+        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(piece):
+                f.mux(packet)
+        for packet in stream.encode(None):
+            f.mux(packet)
+    return out.getvalue()

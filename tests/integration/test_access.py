@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidStatus
 
 from babelstream.client import StreamReport, stream_audio
 from gateway.auth import key_digest, new_api_key
-from tests.audio import librivox, wer
+from tests.audio import encode_audio, librivox, wer
 from tests.certs import self_signed
 from tests.stack import Service, Stack
 
@@ -145,3 +145,25 @@ async def test_sessions_of_one_key_are_paced_together(secured: Secured) -> None:
     told = [m for rep in both for m in limited(rep)]
     assert told and all("all sessions of this key" in m["message"] for m in told)
     assert all(wer(ref, rep.text) < 0.2 for rep in both)  # paced, nothing dropped
+
+
+def test_the_openai_api_takes_the_same_credentials_over_tls(secured: Secured) -> None:
+    import httpx
+    import openai
+
+    def api(key: str) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=f"{secured.https}/v1", api_key=key, max_retries=0, http_client=httpx.Client(verify=secured.tls)
+        )
+
+    pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    wav = encode_audio(pcm, 16000, "wav", "pcm_s16le")
+    with pytest.raises(openai.AuthenticationError) as e:
+        api(new_api_key()).audio.transcriptions.create(model="whisper-1", file=("a.wav", wav))
+    assert e.value.code == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        api(new_api_key()).models.list()
+    token = jwt.encode({"sub": "svc", "aud": "babelstream", "exp": int(time.time()) + 60}, JWT_SECRET)
+    for key in (secured.keys["alice"], token):
+        text = api(key).audio.transcriptions.create(model="whisper-1", file=("a.wav", wav), response_format="text")
+        assert wer(ref, text) < 0.2
