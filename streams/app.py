@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import faust
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from babelstream.settings import Settings
 from streams.deadletter import DeadLetters
@@ -39,6 +39,14 @@ class StreamApp:
             await (await self.dlq_topic.send(key=key, value=value, headers=headers))
 
         return DeadLetters(stage, publish)
+
+
+CONSUMER_LAG = Gauge(
+    "babelstream_consumer_lag",
+    "Records of a partition this worker owns that its group has not committed yet (KEDA scales on the same)",
+    ["group", "topic", "partition"],
+)
+LAG_INTERVAL_S = 5.0
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -105,6 +113,29 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
         assigned = sorted(tp.partition for tp in assignment if tp.topic == topics.audio.name)
         body = {"status": "ok" if ready else "starting", "role": role, "app": app_id, "audio_partitions": assigned}
         return web_view.json(body, status=200 if ready else 503)
+
+    @app.timer(LAG_INTERVAL_S)
+    async def report_lag() -> None:
+        """Each owned partition's end offset minus the group's committed offset (the position read so
+        far, before the first commit); partitions that moved away are forgotten."""
+        consumer = app.consumer
+        if consumer is None or app.rebalancing:
+            return
+        lags: dict[tuple[str, str, str], int] = {}
+        committed_offsets = getattr(consumer, "_committed_offset", {})  # Faust keeps what it committed
+        for tp in consumer.assignment():
+            try:
+                end = consumer.highwater(tp)
+                done = committed_offsets.get(tp)
+                if done is None:
+                    done = await consumer.position(tp)
+            except Exception:  # not fetched yet, or moving away in a rebalance
+                continue
+            if end is not None and done is not None:
+                lags[app_id, tp.topic, str(tp.partition)] = max(0, end - done)
+        CONSUMER_LAG.clear()
+        for labels, lag in lags.items():
+            CONSUMER_LAG.labels(*labels).set(lag)
 
     @app.page("/metrics")
     async def metrics(web_view: faust.web.View, request: faust.web.Request) -> web.Response:
