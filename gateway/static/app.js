@@ -3,7 +3,15 @@
 let LANGS = {};  // code -> name, from GET /languages
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { ws: null, sessionId: null, audio: null, stopping: false, retries: 0, queue: [], lastFinal: -1 };
+const state = {
+  ws: null, sessionId: null, audio: null, stopping: false, retries: 0, queue: [], lastFinal: -1,
+  utterances: new Map(),  // segment_id -> {startMs, endMs, text, translation, endedAt, latencyMs}
+};
+
+function utterance(id) {
+  if (!state.utterances.has(id)) state.utterances.set(id, { text: "", translation: "" });
+  return state.utterances.get(id);
+}
 
 const ROUTE_LABEL = { whisper: "Whisper" };
 let ROUTES = {};  // spoken language -> {target: route}, from GET /languages
@@ -65,16 +73,26 @@ function onMessage(msg) {
       else el.querySelector(".text").textContent = msg.text;
       break;
     }
+    case "utterance_end":
+      utterance(msg.segment_id).endedAt = performance.now();
+      break;
     case "final": {
       state.lastFinal = Math.max(state.lastFinal, msg.segment_id);
+      const u = utterance(msg.segment_id);
+      Object.assign(u, { startMs: msg.audio_start_ms, endMs: msg.audio_end_ms, text: msg.text });
+      // latency as this user lived it: from the end of speech (the VAD's utterance_end) to the final here
+      if (u.endedAt !== undefined && u.latencyMs === undefined) u.latencyMs = performance.now() - u.endedAt;
       const el = segment(msg.segment_id);
       el.classList.remove("interim");
       el.classList.add("final");
       el.querySelector(".text").textContent = msg.text;
-      el.querySelector(".meta").textContent = `${msg.language || ""} · ${msg.processing_ms} ms`;
+      const after = u.latencyMs === undefined ? "" : ` · final ${(u.latencyMs / 1000).toFixed(2)} s after speech ended`;
+      el.querySelector(".meta").textContent = `${msg.language || ""}${after} · decoded in ${msg.processing_ms} ms`;
+      $("downloads").hidden = false;
       break;
     }
     case "translation":
+      utterance(msg.segment_id).translation = msg.text;
       segment(msg.segment_id).querySelector(".translation").textContent = msg.text;
       break;
     case "error":
@@ -153,6 +171,41 @@ function stop() {
   $("start").disabled = false;
   $("stop").disabled = true;
 }
+
+// The session's transcript as a file: SRT, WebVTT or text; a translation is the cue's second line.
+function clock(ms, sep) {
+  const pad = (n, w = 2) => String(Math.floor(n)).padStart(w, "0");
+  return `${pad(ms / 3600000)}:${pad((ms / 60000) % 60)}:${pad((ms / 1000) % 60)}${sep}${pad(ms % 1000, 3)}`;
+}
+
+function transcript(format) {
+  const finals = [...state.utterances.entries()]
+    .filter(([, u]) => u.text && u.startMs !== undefined)
+    .sort(([a], [b]) => a - b)
+    .map(([, u]) => u);
+  const body = (u) => (u.translation ? `${u.text}\n${u.translation}` : u.text);
+  if (format === "srt") {
+    return finals.map((u, i) => `${i + 1}\n${clock(u.startMs, ",")} --> ${clock(u.endMs, ",")}\n${body(u)}\n\n`).join("");
+  }
+  if (format === "vtt") {
+    return "WEBVTT\n\n" + finals.map((u) => `${clock(u.startMs, ".")} --> ${clock(u.endMs, ".")}\n${body(u)}\n\n`).join("");
+  }
+  return finals.map((u) => `[${clock(u.startMs, ".")}] ${body(u).replace("\n", "\n    ")}\n`).join("");
+}
+
+function download(format) {
+  const types = { srt: "application/x-subrip", vtt: "text/vtt", txt: "text/plain" };
+  const blob = new Blob([transcript(format)], { type: `${types[format]};charset=utf-8` });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `babelstream-${state.sessionId || "session"}.${format}`;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+for (const format of ["srt", "vtt", "txt"]) $(`download-${format}`).onclick = () => download(format);
 
 for (const id of ["source", "target"]) {
   $(id).onchange = () => {

