@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = Field(
         default=None, description="Confluent-compatible registry; unset means the pinned ids"
     )
+    schema_registry_basic_auth: SecretStr | None = Field(
+        default=None, description="user:password for the schema registry (or put them in its URL)"
+    )
+    schema_registry_ca_file: Path | None = Field(
+        default=None, description="CA bundle the registry's TLS certificate is checked against"
+    )
+    schema_registry_cert_file: Path | None = Field(default=None, description="client certificate for mutual TLS")
+    schema_registry_key_file: Path | None = Field(default=None, description="its private key")
+    schema_registry_subject_strategy: Literal["topic", "record", "topic_record"] = Field(
+        default="topic", description="subject names: <topic>-value, <record name>, or <topic>-<record name>"
+    )
+    schema_registry_timeout_s: float = Field(default=10.0, gt=0, description="per registry request")
     state_dir: Path = Field(default=Path(".babelstream"), description="broker data, model cache, tables")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

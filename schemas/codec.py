@@ -3,7 +3,8 @@ the schemaless Avro body. Any Confluent-compatible consumer (kcat -s avro, ksqlD
 the pinned ids registered) can read what Babelstream writes.
 
 The codec needs only a :class:`SchemaRegistry`: :class:`PinnedRegistry` (ids fixed in ``schemas/ids.json``,
-no I/O) lives here; the HTTP client of a Confluent-compatible registry lives in ``streams.registry``."""
+no I/O) lives here; with a Confluent-compatible registry service, ``streams.registry.RegistryCodec`` (the
+confluent-kafka client and serializers) takes the codec's place."""
 
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ class AvroRecord(Protocol):
 
 
 R = TypeVar("R", AudioEvent, Result, SessionState)
+R_co = TypeVar("R_co", AudioEvent, Result, SessionState, covariant=True)
 
 
 class AvroCodec(Generic[R]):
@@ -110,13 +112,8 @@ class AvroCodec(Generic[R]):
         return buf.getvalue()
 
     def decode_dict(self, data: bytes | None) -> dict[str, Any]:
-        if data is None:
-            raise CodecError("message has no value (null)")
-        if len(data) < _HEADER.size:
-            raise CodecError(f"message of {len(data)} bytes is too short for the Confluent wire format")
-        magic, schema_id = _HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise CodecError(f"unknown magic byte {magic}; not Confluent wire format")
+        schema_id = schema_id_of(data)
+        assert data is not None
         try:
             writer = self.schema if schema_id == self.schema_id else self.registry.schema_by_id(schema_id)
         except RegistryError as e:
@@ -128,8 +125,39 @@ class AvroCodec(Generic[R]):
 
     def decode(self, data: bytes | None) -> R:
         """The typed record; every way a value can be unreadable raises :class:`CodecError`."""
-        d = self.decode_dict(data)
-        try:
-            return self.record_type.from_avro(d)  # type: ignore[return-value]
-        except (TypeError, ValueError, KeyError) as e:
-            raise CodecError(f"{self.record_type.__name__} record is invalid: {e}") from e
+        return typed(self.record_type, self.decode_dict(data))
+
+    async def decode_async(self, data: bytes | None) -> R:
+        """The same as :meth:`decode` (pinned schemas are all local: nothing to wait for)."""
+        return self.decode(data)
+
+
+class Codec(Protocol[R_co]):
+    """What producers and consumers use: :class:`AvroCodec` (pinned ids) or, with a registry service,
+    ``streams.registry.RegistryCodec``."""
+
+    schema_id: int
+
+    def encode(self, record: Any) -> bytes: ...
+
+    async def decode_async(self, data: bytes | None) -> R_co: ...
+
+
+def schema_id_of(data: bytes | None) -> int:
+    """The schema id of a Confluent wire-format value; :class:`CodecError` if it is not one."""
+    if data is None:
+        raise CodecError("message has no value (null)")
+    if len(data) < _HEADER.size:
+        raise CodecError(f"message of {len(data)} bytes is too short for the Confluent wire format")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise CodecError(f"unknown magic byte {magic}; not Confluent wire format")
+    return int(schema_id)
+
+
+def typed(record_type: type[R], d: dict[str, Any]) -> R:
+    """The record type's value of a decoded Avro dict; :class:`CodecError` if it is invalid."""
+    try:
+        return record_type.from_avro(d)  # type: ignore[return-value]
+    except (TypeError, ValueError, KeyError) as e:
+        raise CodecError(f"{record_type.__name__} record is invalid: {e}") from e

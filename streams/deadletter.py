@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from prometheus_client import Counter
 
-from schemas.codec import AvroCodec, CodecError
+from schemas.codec import Codec, CodecError
 from schemas.records import AudioEvent, Result, SessionState, now_ms
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ class DeadLetters:
         if self._publish is not None:
             await self._publish(rec.key, rec.value, headers)
 
-    async def decode(self, codec: AvroCodec[R], rec: SourceRecord) -> R | None:
+    async def decode(self, codec: Codec[R], rec: SourceRecord) -> R | None:
         """The typed record, or None once an unreadable or invalid one has been dead-lettered."""
         try:
-            return codec.decode(rec.value)
+            return await codec.decode_async(rec.value)
         except CodecError as e:
             await self.send(rec, e, "undecodable")
             return None

@@ -15,7 +15,7 @@ from typing import Generic
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from schemas.codec import AvroCodec
+from schemas.codec import Codec
 from streams.deadletter import DeadLetters, R
 from streams.endpoint import Kafka, endpoint
 from streams.topics import assign_all_partitions
@@ -28,7 +28,7 @@ class TopicFollower(Generic[R]):
         self,
         bootstrap: Kafka,
         topic: str,
-        codec: AvroCodec[R],
+        codec: Codec[R],
         on_record: Callable[[bytes | None, R | None], None],
         dead_letters: DeadLetters,
         *,

@@ -1,71 +1,182 @@
-"""Schema ids for the Confluent wire format, from a registry service.
+"""Avro values through a Confluent-compatible schema registry (``SCHEMA_REGISTRY_URL``), with
+``confluent_kafka.schema_registry``: its client (authentication, TLS, caching), its subject-name
+strategies, its ``AvroSerializer`` for writing and its ``AsyncAvroDeserializer`` for reading.
 
-Two interchangeable registries:
+Without a registry, :class:`schemas.codec.AvroCodec` with the pinned ids of ``schemas/ids.json`` does the
+same job with no I/O. With one:
 
-* :class:`schemas.codec.PinnedRegistry` (default): ids are fixed in ``schemas/ids.json`` and documented,
-  so data written without a registry service still carries stable ids that never change.
-* :class:`ConfluentRegistry` (``SCHEMA_REGISTRY_URL``): talks to any Confluent-compatible schema
-  registry (Confluent, Karapace, Apicurio ccompat, Redpanda), registering ``<topic>-value`` subjects
-  and resolving unknown ids from writers that used another schema version.
+* a codec registers its schema once, at start-up, under the subject its strategy names (``topic``:
+  ``<topic>-value``, the default; ``record``; ``topic_record``), so writing never calls the registry;
+* reading an id it has not seen fetches the writer's schema with the async client: the event loop is
+  never blocked. An id the registry does not know (404) is remembered as unknown for
+  ``NEGATIVE_CACHE_S``, so a flood of such records is dead-lettered without a request each; while the
+  registry cannot be reached (or answers 5xx), the record waits and is tried again with back-off: a
+  record is never dead-lettered because the registry is away.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
-import urllib.error
-import urllib.request
-from typing import Any
+import logging
+import time
+from typing import Any, Generic
 
+from confluent_kafka.schema_registry import (
+    AsyncSchemaRegistryClient,
+    Schema,
+    SchemaRegistryClient,
+    SchemaRegistryError,
+    record_subject_name_strategy,
+    topic_record_subject_name_strategy,
+    topic_subject_name_strategy,
+)
+from confluent_kafka.schema_registry._async.avro import AsyncAvroDeserializer
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.common._httpx_compat import httpx  # httpx or httpx2: what the client uses
+from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema
 
-from schemas.codec import PinnedRegistry, RegistryError, SchemaRegistry, load_schema_json
+from babelstream.settings import Settings
+from schemas.codec import CodecError, R, RegistryError, load_schema_json, schema_id_of, typed
 
-__all__ = ["ConfluentRegistry", "RegistryError", "make_registry"]
+__all__ = ["ConfluentRegistry", "RegistryCodec", "RegistryError"]
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = {
+    "topic": topic_subject_name_strategy,
+    "record": record_subject_name_strategy,
+    "topic_record": topic_record_subject_name_strategy,
+}
+NEGATIVE_CACHE_S = 60.0  # an id the registry said it does not know is not asked about again this long
+RETRY_MAX_S = 30.0
+
+
+def registry_conf(s: Settings) -> dict[str, Any]:
+    """The confluent-kafka client configuration the settings give."""
+    assert s.schema_registry_url is not None
+    conf: dict[str, Any] = {"url": s.schema_registry_url, "timeout": s.schema_registry_timeout_s}
+    if s.schema_registry_basic_auth is not None:
+        conf["basic.auth.user.info"] = s.schema_registry_basic_auth.get_secret_value()
+    if s.schema_registry_ca_file is not None:
+        conf["ssl.ca.location"] = str(s.schema_registry_ca_file)
+    if s.schema_registry_cert_file is not None:
+        conf["ssl.certificate.location"] = str(s.schema_registry_cert_file)
+    if s.schema_registry_key_file is not None:
+        conf["ssl.key.location"] = str(s.schema_registry_key_file)
+    return conf
+
+
+def _permanent(e: SchemaRegistryError) -> bool:
+    """The registry answered, and the answer will not change by asking again (no such schema)."""
+    return e.http_status_code == 404 or e.http_status_code == 422
 
 
 class ConfluentRegistry:
-    """Minimal client of the Confluent Schema Registry REST API (register + lookup by id)."""
+    """One registry connection per process: the sync client registers at start-up; the async one (made
+    on first use, on the running event loop) resolves writers' schemas while reading."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout_s = timeout_s
-        self._lock = threading.Lock()
-        self._ids: dict[tuple[str, str], int] = {}
-        self._by_id: dict[int, dict[str, Any]] = {}
+    def __init__(self, conf: dict[str, Any], strategy: str = "topic") -> None:
+        self.conf = conf
+        self.client = SchemaRegistryClient(conf)
+        self.strategy = STRATEGIES[strategy]
+        self._async: AsyncSchemaRegistryClient | None = None
+        self._unknown: dict[int, tuple[float, str]] = {}  # schema id -> (until monotonic s, why)
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
-        )
+    @classmethod
+    def from_settings(cls, s: Settings) -> ConfluentRegistry:
+        return cls(registry_conf(s), s.schema_registry_subject_strategy)
+
+    @property
+    def async_client(self) -> AsyncSchemaRegistryClient:
+        if self._async is None:
+            self._async = AsyncSchemaRegistryClient(self.conf)
+        return self._async
+
+    def register(self, subject: str, schema_str: str) -> int:
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            raise RegistryError(f"schema registry {method} {path}: {e.code} {e.read()[:500]!r}") from e
-        except OSError as e:
-            raise RegistryError(f"schema registry {self.url} unreachable: {e}") from e
+            return int(self.client.register_schema_full_response(subject, Schema(schema_str, "AVRO")).schema_id)
+        except SchemaRegistryError as e:
+            raise RegistryError(f"schema registry refused {subject}: {e}") from e
+        except (httpx.HTTPError, OSError) as e:
+            raise RegistryError(f"schema registry {self.conf['url']} unreachable: {e}") from e
 
-    def register(self, subject: str, name: str) -> int:
-        with self._lock:
-            if (subject, name) not in self._ids:
-                schema = load_schema_json(name)
-                out = self._call("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(schema)})
-                self._ids[(subject, name)] = int(out["id"])
-                self._by_id[int(out["id"])] = parse_schema(schema)
-            return self._ids[(subject, name)]
+    def known_unknown(self, schema_id: int) -> str | None:
+        """Why ``schema_id`` cannot be read, if the registry said so less than NEGATIVE_CACHE_S ago."""
+        entry = self._unknown.get(schema_id)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._unknown[schema_id]
+            return None
+        return entry[1]
 
-    def schema_by_id(self, schema_id: int) -> dict[str, Any]:
-        with self._lock:
-            if schema_id not in self._by_id:
-                out = self._call("GET", f"/schemas/ids/{schema_id}")
-                self._by_id[schema_id] = parse_schema(json.loads(out["schema"]))
-            return self._by_id[schema_id]
+    def remember_unknown(self, schema_id: int, why: str) -> None:
+        if len(self._unknown) > 10_000:
+            self._unknown.clear()
+        self._unknown[schema_id] = (time.monotonic() + NEGATIVE_CACHE_S, why)
 
 
-def make_registry(url: str | None) -> SchemaRegistry:
-    return ConfluentRegistry(url) if url else PinnedRegistry()
+def _to_dict(record: Any, ctx: SerializationContext) -> dict[str, Any]:
+    return record.to_avro()
+
+
+class RegistryCodec(Generic[R]):
+    """Encodes and decodes one record type on one topic through the registry (same interface as
+    :class:`schemas.codec.AvroCodec`)."""
+
+    def __init__(self, record_type: type[R], registry: ConfluentRegistry, topic: str) -> None:
+        self.record_type = record_type
+        self.registry = registry
+        self.topic = topic
+        self.schema_str = json.dumps(load_schema_json(record_type.SCHEMA))
+        self.schema = parse_schema(json.loads(self.schema_str))
+        self._ctx = SerializationContext(topic, MessageField.VALUE)
+        self.subject = registry.strategy(self._ctx, record_type.SCHEMA)
+        self.schema_id = registry.register(self.subject, self.schema_str)  # once; writes never ask again
+        self._serializer = AvroSerializer(
+            registry.client,
+            self.schema_str,
+            _to_dict,
+            {"auto.register.schemas": True, "subject.name.strategy": registry.strategy},
+        )
+        self._deserializer: AsyncAvroDeserializer | None = None
+
+    def encode(self, record: R) -> bytes:
+        try:
+            data = self._serializer(record, self._ctx)
+        except (ValueError, TypeError, KeyError) as e:
+            raise CodecError(f"cannot encode {type(record).__name__}: {e}") from e
+        assert data is not None
+        return data
+
+    async def decode_async(self, data: bytes | None) -> R:
+        """The typed record; every way a value can be unreadable raises :class:`CodecError`; waits (and
+        retries) while the registry cannot be asked."""
+        schema_id = schema_id_of(data)
+        assert data is not None
+        if (why := self.registry.known_unknown(schema_id)) is not None:
+            raise CodecError(f"cannot resolve writer schema id {schema_id}: {why}")
+        if self._deserializer is None:
+            self._deserializer = await AsyncAvroDeserializer(self.registry.async_client, self.schema_str)
+        delay_s = 0.5
+        while True:
+            try:
+                value = await self._deserializer(data, None)
+                break
+            except SchemaRegistryError as e:
+                if _permanent(e):
+                    self.registry.remember_unknown(schema_id, str(e))
+                    raise CodecError(f"cannot resolve writer schema id {schema_id}: {e}") from e
+                problem: BaseException = e
+            except (httpx.TransportError, OSError) as e:
+                problem = e
+            except Exception as e:  # fastavro and the serde raise several types on corrupt input
+                raise CodecError(f"corrupt Avro body for schema id {schema_id}: {e}") from e
+            log.warning("schema registry unavailable (%s); id %d tried again in %.1f s", problem, schema_id, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(RETRY_MAX_S, delay_s * 2)
+        if not isinstance(value, dict):
+            raise CodecError(f"schema id {schema_id} does not hold a {self.record_type.__name__} record")
+        return typed(self.record_type, value)

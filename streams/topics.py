@@ -27,10 +27,10 @@ from aiokafka.errors import InvalidPartitionsError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from babelstream.settings import Settings
-from schemas.codec import AvroCodec, SchemaRegistry
+from schemas.codec import AvroCodec, Codec, PinnedRegistry
 from schemas.records import AudioEvent, Result, SessionState
 from streams.endpoint import Kafka, endpoint
-from streams.registry import make_registry
+from streams.registry import ConfluentRegistry, RegistryCodec
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +103,26 @@ def topic_specs(settings: Settings, results_version: str = "live") -> Topics:
 
 @dataclass(frozen=True)
 class Codecs:
-    audio: AvroCodec[AudioEvent]
-    result: AvroCodec[Result]
-    session: AvroCodec[SessionState]
+    audio: Codec[AudioEvent]
+    result: Codec[Result]
+    session: Codec[SessionState]
 
     @classmethod
-    def create(cls, settings: Settings, topics: Topics, registry: SchemaRegistry | None = None) -> Codecs:
-        reg = registry or make_registry(settings.schema_registry_url)
+    def create(cls, settings: Settings, topics: Topics, registry: ConfluentRegistry | None = None) -> Codecs:
+        """Pinned ids without SCHEMA_REGISTRY_URL; with it, the registry's (schemas registered now)."""
+        if registry is None and settings.schema_registry_url:
+            registry = ConfluentRegistry.from_settings(settings)
+        if registry is not None:
+            return cls(
+                audio=RegistryCodec(AudioEvent, registry, topics.audio.name),
+                result=RegistryCodec(Result, registry, topics.results.name),
+                session=RegistryCodec(SessionState, registry, topics.sessions.name),
+            )
+        pinned = PinnedRegistry()
         return cls(
-            audio=AvroCodec(AudioEvent, reg, topics.audio.subject),
-            result=AvroCodec(Result, reg, topics.results.subject),
-            session=AvroCodec(SessionState, reg, topics.sessions.subject),
+            audio=AvroCodec(AudioEvent, pinned, topics.audio.subject),
+            result=AvroCodec(Result, pinned, topics.results.subject),
+            session=AvroCodec(SessionState, pinned, topics.sessions.subject),
         )
 
 

@@ -1,7 +1,9 @@
-"""The Confluent Schema Registry client, against a minimal in-process implementation of its REST API."""
+"""Reading and writing through a schema registry with confluent-kafka's client and serializers, against an
+in-process stand-in of the two REST calls (for its failure modes); pinned ids and schema history."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -9,60 +11,103 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from schemas.codec import AvroCodec
+from schemas.codec import AvroCodec, CodecError
 from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState
-from streams.registry import ConfluentRegistry, RegistryError
+from streams.registry import ConfluentRegistry, RegistryCodec, RegistryError
+
+
+class FakeRegistry:
+    """The two calls of the Confluent REST API a codec makes, with a switch to answer 503 (a registry
+    that is away) and a count of lookups; the real registry is tested in tests/integration."""
+
+    def __init__(self) -> None:
+        self.schemas: list[str] = []
+        self.lookups = 0
+        self.unavailable = 0  # answer this many lookups with 503 first
+
+    def serve(self) -> tuple[ThreadingHTTPServer, str]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _reply(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if body["schema"] not in fake.schemas:
+                    fake.schemas.append(body["schema"])
+                self._reply(200, {"id": 1000 + fake.schemas.index(body["schema"])})
+
+            def do_GET(self) -> None:
+                fake.lookups += 1
+                if fake.unavailable > 0:
+                    fake.unavailable -= 1
+                    return self._reply(503, {"error_code": 50301, "message": "unavailable"})
+                sid = int(self.path.split("?")[0].rsplit("/", 1)[1]) - 1000
+                if 0 <= sid < len(fake.schemas):
+                    return self._reply(200, {"schema": fake.schemas[sid]})
+                return self._reply(404, {"error_code": 40403, "message": "Schema not found"})
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_port}"
 
 
 @pytest.fixture
-def registry_url() -> Iterator[str]:
-    schemas: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _reply(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if body["schema"] not in schemas:
-                schemas.append(body["schema"])
-            self._reply(200, {"id": 1000 + schemas.index(body["schema"])})
-
-        def do_GET(self) -> None:
-            sid = int(self.path.rsplit("/", 1)[1]) - 1000
-            if 0 <= sid < len(schemas):
-                self._reply(200, {"schema": schemas[sid]})
-            else:
-                self._reply(404, {"error_code": 40403, "message": "Schema not found"})
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
+def fake() -> Iterator[tuple[FakeRegistry, str]]:
+    registry = FakeRegistry()
+    server, url = registry.serve()
+    yield registry, url
     server.shutdown()
 
 
-def test_registered_ids_go_on_the_wire_and_resolve_elsewhere(registry_url: str) -> None:
-    writer = AvroCodec(Result, ConfluentRegistry(registry_url), "babel.results.v1-value")
-    assert writer.schema_id == 1000
+def codec(url: str) -> RegistryCodec[Result]:
+    return RegistryCodec(Result, ConfluentRegistry({"url": url}), "babel.results.v1")
+
+
+async def test_registered_ids_go_on_the_wire_and_resolve_in_another_process(fake: tuple[FakeRegistry, str]) -> None:
+    registry, url = fake
+    writer = codec(url)
+    assert writer.schema_id == 1000 and writer.subject == "babel.results.v1-value"
     data = writer.encode(Result("s", 1, ResultKind.FINAL, "hello"))
     assert data[:5] == b"\x00\x00\x00\x03\xe8"
-    reader_registry = ConfluentRegistry(registry_url)  # another process: learns the id from the registry
-    assert AvroCodec(Result, reader_registry, "babel.results.v1-value").decode(data).text == "hello"
-    with pytest.raises(RegistryError, match="404"):
-        reader_registry.schema_by_id(4242)
+    reader = codec(url)  # another process: learns the writer's schema from the registry, once
+    assert (await reader.decode_async(data)).text == "hello"
+    assert (await reader.decode_async(data)).text == "hello"
+    assert registry.lookups <= 1
 
 
-def test_unreachable_registry_is_a_clear_error() -> None:
+async def test_an_unknown_id_is_dead_lettered_and_not_asked_about_again(fake: tuple[FakeRegistry, str]) -> None:
+    registry, url = fake
+    reader = codec(url)
+    bogus = b"\x00" + (4242).to_bytes(4, "big") + b"\x02"
+    for _ in range(5):
+        with pytest.raises(CodecError, match="4242"):
+            await reader.decode_async(bogus)
+    assert registry.lookups == 1  # the 404 is remembered: a flood of such records costs one request
+
+
+async def test_while_the_registry_is_away_a_record_waits_instead_of_being_lost(fake: tuple[FakeRegistry, str]) -> None:
+    registry, url = fake
+    data = codec(url).encode(Result("s", 2, ResultKind.FINAL, "still here"))
+    registry.unavailable = 2
+    reader = codec(url)
+    async with asyncio.timeout(20):
+        assert (await reader.decode_async(data)).text == "still here"
+    assert registry.lookups == 3
+
+
+def test_an_unreachable_registry_at_start_up_is_a_clear_error() -> None:
     with pytest.raises(RegistryError, match="unreachable"):
-        AvroCodec(Result, ConfluentRegistry("http://127.0.0.1:9", timeout_s=1), "x-value")
+        RegistryCodec(Result, ConfluentRegistry({"url": "http://127.0.0.1:9", "timeout": 1}), "x")
 
 
 def written_with(schema_file: str, schema_id: int, row: dict) -> bytes:
@@ -131,3 +176,30 @@ def test_records_from_before_target_langs_keep_their_one_target(schema_file: str
     record.target_langs = ["pt", "en"]
     codec = AvroCodec(type(record), PinnedRegistry(), "x-value")
     assert codec.decode(codec.encode(record)).targets == ["pt", "en"]
+
+
+def test_registry_settings_become_the_clients_configuration(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from babelstream.settings import load_settings
+    from streams.registry import registry_conf
+
+    s = load_settings(
+        schema_registry_url="https://registry.example:8081",
+        schema_registry_basic_auth="svc:s3cret",
+        schema_registry_ca_file=tmp_path / "ca.pem",
+        schema_registry_cert_file=tmp_path / "me.pem",
+        schema_registry_key_file=tmp_path / "me.key",
+        schema_registry_subject_strategy="topic_record",
+    )
+    assert registry_conf(s) == {
+        "url": "https://registry.example:8081",
+        "timeout": 10.0,
+        "basic.auth.user.info": "svc:s3cret",
+        "ssl.ca.location": str(tmp_path / "ca.pem"),
+        "ssl.certificate.location": str(tmp_path / "me.pem"),
+        "ssl.key.location": str(tmp_path / "me.key"),
+    }
+    registry = ConfluentRegistry({"url": s.schema_registry_url}, s.schema_registry_subject_strategy)
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    ctx = SerializationContext("babel.results.v1", MessageField.VALUE)
+    assert registry.strategy(ctx, Result.SCHEMA) == "babel.results.v1-io.babelstream.results.Result"
