@@ -152,9 +152,13 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
 
     def speech_translation(u: Utterance, t: Transcription) -> Translation | None:
         """Whisper's English for this final, when a target's route goes through the speech."""
-        if not t.english or not t.language or not any(speech_route(t.language, to) for to in targets(u)):
+        try:
+            language = normalize_lang(t.language)
+        except UnknownLanguage:
             return None
-        return Translation(t.language, "en", t.english, WHISPER)
+        if not t.english or not language or not any(speech_route(language, to) for to in targets(u)):
+            return None
+        return Translation(language, "en", t.english, WHISPER)
 
     async def transcribe(requests: list[DecodeRequest]) -> list[Transcription | Exception]:
         """One engine call in a thread for the whole batch; if it fails, each request alone (one bad
@@ -232,12 +236,10 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
             final = utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t, decoded_from_ms=from_ms)
             final.translation = speech_translation(u, t)  # the translation worker goes on from it (a pivot)
             await send(final)
-            if (
-                final.translation is not None
-                and "en" in targets(u)
-                and speech_route(final.translation.source_lang, "en")
-            ):
-                SPEECH_TRANSLATIONS.inc()  # English was a target: this is its translation
+            if final.translation is not None and "en" in targets(u):
+                # English was a target: this is its translation (the translation worker goes by the record
+                # and does not translate into English again, whatever routes it would choose)
+                SPEECH_TRANSLATIONS.inc()
                 await send(replace(final, kind=ResultKind.TRANSLATION, segments=[], created_at_ms=now_ms()))
         for event in u.tags:
             ack(event)

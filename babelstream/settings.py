@@ -92,9 +92,14 @@ class Settings(BaseSettings):
     api_max_upload_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="largest file the OpenAI-compatible audio API takes"
     )
-    api_max_audio_s: float = Field(default=4 * 3600.0, gt=0, description="longest audio one API request may hold")
+    api_max_audio_s: float = Field(
+        default=3600.0, gt=0, description="longest audio one API request may hold (decoded, it is held in memory)"
+    )
+    api_max_concurrent_requests: int = Field(
+        default=4, ge=1, description="API uploads decoded and transcribed at once per gateway; more get 429"
+    )
     api_timeout_s: float = Field(
-        default=1800.0, gt=0, description="an API request's answer must be ready this long after its upload"
+        default=300.0, gt=0, description="an API request fails after this long without a result"
     )
     session_resume_ttl_s: float = Field(
         default=3600.0, gt=0, description="a session's state is deleted (tombstoned) this long after its last use"

@@ -47,11 +47,20 @@ def wants_translation(r: Result) -> bool:
     )
 
 
+def whispers_english(r: Result) -> bool:
+    """The final carries the English Whisper decoded from its speech (the STT worker's choice)."""
+    t = r.translation
+    return t is not None and t.backend == WHISPER and t.target_lang == "en" and bool(t.text.strip())
+
+
 def plan(router: TranslationRouter, r: Result, target_lang: str) -> Planned | None:
-    """What to translate for one of the result's targets; None when Whisper's English is the translation."""
+    """What to translate for one of the result's targets; None when Whisper's English is the translation
+    (the STT worker sent it: the record says so, whatever routes this worker would choose)."""
     source, target = normalize_lang(r.language), normalize_lang(target_lang)
     if source is None or target is None:
         raise UnsupportedPair("source or target language unknown")
+    if target == "en" and whispers_english(r):
+        return None
     route = router.route(source, target)
     if route is None:
         raise router.unsupported(source, target)

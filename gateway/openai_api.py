@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Literal
 from aiohttp import BodyPartReader, web
 from prometheus_client import Counter, Histogram
 
-from babelstream.audio.resample import float_to_pcm16
 from gateway.auth import ANONYMOUS, AuthError, Principal
 from gateway.session import ClientSession
 from schemas.messages import ErrorMsg, Final, ProtocolError, ServerMessage, Start, Stop, TranslationOut
@@ -45,20 +44,33 @@ BUSY_CODES = {"server_busy": 503, "too_many_sessions": 429}
 
 
 def decode_upload(data: bytes, max_audio_s: float) -> bytes:
-    """16 kHz mono PCM16 of an uploaded file in any container and codec PyAV (ffmpeg) reads."""
-    from faster_whisper.audio import decode_audio
+    """16 kHz mono PCM16 of an uploaded file in any container and codec PyAV (ffmpeg) reads, decoded frame
+    by frame and refused as soon as it passes ``max_audio_s`` (a small file may hold hours of audio)."""
+    import av
 
+    limit_bytes = int(max_audio_s * 16000) * 2
+    out = bytearray()
     try:
-        audio = decode_audio(io.BytesIO(data), sampling_rate=16000)
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise ApiError(400, "the file holds no audio stream", code="invalid_file", param="file")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+            for frame in container.decode(audio=0):
+                for piece in resampler.resample(frame):
+                    out += piece.to_ndarray().tobytes()
+                if len(out) > limit_bytes:
+                    raise ApiError(
+                        400, f"the audio is longer than API_MAX_AUDIO_S={max_audio_s:g} s", code="audio_too_long"
+                    )
+            for piece in resampler.resample(None):
+                out += piece.to_ndarray().tobytes()
+    except ApiError:
+        raise
     except Exception as e:  # PyAV raises its own errors for every kind of unreadable input
         raise ApiError(400, f"could not decode the audio file: {e}", code="invalid_file", param="file") from None
-    if not len(audio):
+    if not out:
         raise ApiError(400, "the audio file holds no audio", code="invalid_file", param="file")
-    if len(audio) / 16000 > max_audio_s:
-        raise ApiError(
-            400, f"{len(audio) / 16000:.0f} s of audio is over API_MAX_AUDIO_S={max_audio_s:g}", code="audio_too_long"
-        )
-    return float_to_pcm16(audio)
+    return bytes(out[:limit_bytes])
 
 
 class ApiConnection:
@@ -80,7 +92,6 @@ class ApiConnection:
         self.finals: dict[int, Final] = {}
         self.translations: dict[int, TranslationOut] = {}
         self.errors: dict[int, ErrorMsg] = {}
-        self.deadline_s = time.monotonic() + 600.0  # when the answer must be ready (time.monotonic)
 
     def enqueue(self, msg: ServerMessage) -> None:
         if isinstance(msg, Final):
@@ -97,8 +108,8 @@ class ApiConnection:
         self.fatal = error
         self.changed.set()
 
-    async def until(self, ready: bool, deadline_s: float) -> None:
-        """Wait for the next message unless ``ready``; raise when the answer cannot come in time."""
+    async def until(self, ready: bool, timeout_s: float) -> None:
+        """Wait for the next message unless ``ready``; raise when none comes for ``timeout_s``."""
         if self.fatal is not None:
             status = 409 if self.fatal.code == "session_taken_over" else 503
             raise ApiError(status, self.fatal.message, code=self.fatal.code, type="server_error")
@@ -106,11 +117,14 @@ class ApiConnection:
             return
         self.changed.clear()
         try:
-            async with asyncio.timeout(max(0.0, deadline_s - time.monotonic())):
+            async with asyncio.timeout(timeout_s):
                 await self.changed.wait()
         except TimeoutError:
             raise ApiError(
-                504, "the transcription did not finish within API_TIMEOUT_S", code="timeout", type="server_error"
+                504,
+                f"no result for API_TIMEOUT_S={timeout_s:g} s: are the workers running?",
+                code="timeout",
+                type="server_error",
             ) from None
 
 
@@ -120,6 +134,7 @@ class AudioApi:
         s = gateway.s
         self.model_name = (s.model_path.name if s.model_path else s.model_size) or "whisper"
         self.models = list(dict.fromkeys([*API_MODEL_ALIASES, self.model_name]))
+        self._working = 0  # requests past admission, being read, decoded, transcribed
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
@@ -195,10 +210,12 @@ class AudioApi:
         fields: dict[str, list[str]] = defaultdict(list)
         data: bytes | None = None
         reader = await request.multipart()
-        for _ in range(MAX_FORM_FIELDS):
+        for count in range(MAX_FORM_FIELDS + 1):
             part = await reader.next()
             if part is None:
                 break
+            if count == MAX_FORM_FIELDS:
+                raise ApiError(400, f"more than {MAX_FORM_FIELDS} form fields", code="invalid_request")
             if not isinstance(part, BodyPartReader) or not part.name:
                 raise ApiError(400, "nested or unnamed form parts are not accepted", code="invalid_request")
             if part.name == "file":
@@ -211,18 +228,41 @@ class AudioApi:
                         )
                 data = bytes(buf)
             else:
-                value = await part.read_chunk(MAX_FIELD_BYTES + 1)
-                if len(value) > MAX_FIELD_BYTES or await part.read_chunk(1):
-                    raise ApiError(400, f"form field {part.name!r} is too long", code="invalid_value", param=part.name)
+                value = bytearray()
+                while chunk := await part.read_chunk():
+                    value += chunk
+                    if len(value) > MAX_FIELD_BYTES:
+                        raise ApiError(
+                            400, f"form field {part.name!r} is too long", code="invalid_value", param=part.name
+                        )
                 fields[part.name].append(value.decode("utf-8", errors="replace"))
-        else:
-            raise ApiError(400, f"more than {MAX_FORM_FIELDS} form fields", code="invalid_request")
         if data is None:
             raise ApiError(400, "the form has no 'file'", code="invalid_request", param="file")
         return fields, data
 
     async def _run(self, request: web.Request, task: Literal["transcribe", "translate"]) -> web.Response:
         principal = self._principal(request)
+        try:
+            self.gw.admissible(principal)  # limits first: a refused request costs no upload and no decoding
+        except ProtocolError as e:
+            raise ApiError(BUSY_CODES.get(e.code, 400), e.message, code=e.code, type="server_error") from None
+        if self._working >= self.gw.s.api_max_concurrent_requests:
+            raise ApiError(
+                429,
+                f"API_MAX_CONCURRENT_REQUESTS={self.gw.s.api_max_concurrent_requests} requests are being"
+                " transcribed here; retry shortly",
+                code="rate_limit_exceeded",
+                type="requests",
+            )
+        self._working += 1
+        try:
+            return await self._transcribe(request, principal, task)
+        finally:
+            self._working -= 1
+
+    async def _transcribe(
+        self, request: web.Request, principal: Principal, task: Literal["transcribe", "translate"]
+    ) -> web.Response:
         fields, data = await self._form(request)
         req = AudioRequest.from_form(fields, translation=task == "translate")
         if req.model not in self.models:
@@ -262,7 +302,6 @@ class AudioApi:
             outputs = await gw.begin(conn, start)
         except ProtocolError as e:
             raise ApiError(BUSY_CODES.get(e.code, 400), e.message, code=e.code, type="server_error") from None
-        conn.deadline_s = time.monotonic() + gw.s.api_timeout_s
         try:
             await gw.apply(conn, outputs)
         except BaseException:
@@ -275,7 +314,7 @@ class AudioApi:
         most = max(1, gw.s.max_pending_utterances - 1)
         for off in range(0, len(pcm), AUDIO_BLOCK_BYTES):
             while len(session.pending) >= most:  # the workers are behind: wait for a final
-                await conn.until(False, conn.deadline_s)
+                await conn.until(False, gw.s.api_timeout_s)
             block = pcm[off : off + AUDIO_BLOCK_BYTES]
             await gw.pace(conn, len(block) / 32000)
             await gw.apply(conn, session.segments(await asyncio.to_thread(session.analyse, block)))
@@ -293,7 +332,7 @@ class AudioApi:
             return all(i in conn.translations or i in conn.errors for i, f in conn.finals.items() if f.text.strip())
 
         while True:
-            await conn.until(complete(), conn.deadline_s)
+            await conn.until(complete(), self.gw.s.api_timeout_s)
             if complete():
                 break
         if conn.errors:

@@ -180,7 +180,8 @@ class Gateway:
         if static.is_dir():
             app.router.add_get("/", lambda _: web.FileResponse(str(static.joinpath("index.html"))))
             app.router.add_static("/static/", str(static))
-        self._http = web.AppRunner(app, access_log=None)
+        # a request whose client hangs up is cancelled: an API upload's session then ends at once
+        self._http = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._http.setup()
         site = web.TCPSite(self._http, self.s.gateway_host, self.s.health_port, ssl_context=self.tls)
         await site.start()
@@ -360,13 +361,14 @@ class Gateway:
             await self.apply(conn, session.disconnect())
         except Exception:
             log.exception("could not end the open utterance of session %s", session.session_id)
-        if session.session_id and self.clients.get(session.session_id) is conn:
-            del self.clients[session.session_id]
-        if session.started:  # counted as one of its principal's sessions when it started
-            self.sessions_of[conn.principal.name] -= 1
-            if not self.sessions_of[conn.principal.name]:
-                del self.sessions_of[conn.principal.name]
-        conn.done.set()
+        finally:  # even when cancelled (an HTTP client that hung up): the slot is never leaked
+            if session.session_id and self.clients.get(session.session_id) is conn:
+                del self.clients[session.session_id]
+            if session.started:  # counted as one of its principal's sessions when it started
+                self.sessions_of[conn.principal.name] -= 1
+                if not self.sessions_of[conn.principal.name]:
+                    del self.sessions_of[conn.principal.name]
+            conn.done.set()
 
     def _admit(self, conn: Connection) -> None:
         """Count a new connection as unstarted; past MAX_UNSTARTED_CONNECTIONS the one that has waited
@@ -440,12 +442,7 @@ class Gateway:
                 await self._supersede(old)
                 prior = await self.store.get(msg.session_id)
         # from here to the registration no await: the limits hold however many start at once
-        if len(self.clients) >= self.s.max_sessions:
-            raise ProtocolError("server_busy", "this gateway has MAX_SESSIONS sessions; try another", fatal=True)
-        who = conn.principal
-        limit = who.max_sessions or self.s.max_sessions_per_key
-        if who is not ANONYMOUS and self.sessions_of[who.name] >= limit:
-            raise ProtocolError("too_many_sessions", f"{who.name} already has {limit} sessions open", fatal=True)
+        self.admissible(conn.principal)
         outputs = session.start(msg, prior, min_epoch=self._last_epoch + 1)
         self._last_epoch = session.epoch
         assert session.session_id is not None
@@ -456,6 +453,14 @@ class Gateway:
             conn.backfill_since_ms = prior.updated_at_ms - BACKFILL_MARGIN_MS
             conn.backfill_after_segment = -1 if msg.received_up_to is None else msg.received_up_to
         return outputs
+
+    def admissible(self, who: Principal) -> None:
+        """Raise unless a new session of ``who`` fits MAX_SESSIONS and the key's own limit."""
+        if len(self.clients) >= self.s.max_sessions:
+            raise ProtocolError("server_busy", "this gateway has MAX_SESSIONS sessions; try another", fatal=True)
+        limit = who.max_sessions or self.s.max_sessions_per_key
+        if who is not ANONYMOUS and self.sessions_of[who.name] >= limit:
+            raise ProtocolError("too_many_sessions", f"{who.name} already has {limit} sessions open", fatal=True)
 
     async def _supersede(self, old: Connection | ApiConnection, timeout_s: float = 10.0) -> None:
         """Another connection resumed ``old``'s session: close ``old`` without letting it write session

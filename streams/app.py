@@ -7,6 +7,7 @@ Each worker serves ``/healthz`` and Prometheus ``/metrics`` on its Faust web por
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -40,6 +41,8 @@ class StreamApp:
 
         return DeadLetters(stage, publish)
 
+
+log = logging.getLogger(__name__)
 
 CONSUMER_LAG = Gauge(
     "babelstream_consumer_lag",
@@ -118,21 +121,22 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
     async def report_lag() -> None:
         """Each owned partition's end offset minus the group's committed offset (the position read so
         far, before the first commit); partitions that moved away are forgotten."""
-        consumer = app.consumer
-        if consumer is None or app.rebalancing:
+        if app.rebalancing:
             return
         lags: dict[tuple[str, str, str], int] = {}
-        committed_offsets = getattr(consumer, "_committed_offset", {})  # Faust keeps what it committed
-        for tp in consumer.assignment():
-            try:
+        try:  # an exception out of a Faust timer would stop the worker: a gauge is not worth that
+            consumer = app.consumer
+            committed_offsets = getattr(consumer, "_committed_offset", {})  # Faust keeps what it committed
+            for tp in consumer.assignment():
                 end = consumer.highwater(tp)
                 done = committed_offsets.get(tp)
                 if done is None:
                     done = await consumer.position(tp)
-            except Exception:  # not fetched yet, or moving away in a rebalance
-                continue
-            if end is not None and done is not None:
-                lags[app_id, tp.topic, str(tp.partition)] = max(0, end - done)
+                if end is not None and done is not None:
+                    lags[app_id, tp.topic, str(tp.partition)] = max(0, end - done)
+        except Exception as e:  # not started yet, stopping, or moving partitions in a rebalance
+            log.debug("consumer lag not read: %r", e)
+            return
         CONSUMER_LAG.clear()
         for labels, lag in lags.items():
             CONSUMER_LAG.labels(*labels).set(lag)

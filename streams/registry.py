@@ -8,10 +8,11 @@ same job with no I/O. With one:
 * a codec registers its schema once, at start-up, under the subject its strategy names (``topic``:
   ``<topic>-value``, the default; ``record``; ``topic_record``), so writing never calls the registry;
 * reading an id it has not seen fetches the writer's schema with the async client: the event loop is
-  never blocked. An id the registry does not know (404) is remembered as unknown for
-  ``NEGATIVE_CACHE_S``, so a flood of such records is dead-lettered without a request each; while the
-  registry cannot be reached (or answers 5xx), the record waits and is tried again with back-off: a
-  record is never dead-lettered because the registry is away.
+  never blocked. An id the registry does not know (404, three times: a replica may lag a moment) is
+  remembered as unknown for ``NEGATIVE_CACHE_S``, so a flood of such records is dead-lettered without a
+  request each; while the registry cannot be reached (or answers 5xx, or a proxy answers for it), the
+  record waits and is tried again with back-off: a record is never dead-lettered because the registry is
+  away; a registry that refuses us (401, 403, 400) stops the consumer with that error.
 """
 
 from __future__ import annotations
@@ -31,11 +32,14 @@ from confluent_kafka.schema_registry import (
     topic_record_subject_name_strategy,
     topic_subject_name_strategy,
 )
-from confluent_kafka.schema_registry._async.avro import AsyncAvroDeserializer
-from confluent_kafka.schema_registry.avro import AvroSerializer
-from confluent_kafka.schema_registry.common._httpx_compat import httpx  # httpx or httpx2: what the client uses
+from confluent_kafka.schema_registry.avro import AsyncAvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema
+
+try:  # the HTTP client confluent-kafka's registry client uses: httpx2 where installed, else httpx
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - depends on the environment
+    import httpx  # type: ignore[no-redef]
 
 from babelstream.settings import Settings
 from schemas.codec import CodecError, R, RegistryError, load_schema_json, schema_id_of, typed
@@ -68,9 +72,13 @@ def registry_conf(s: Settings) -> dict[str, Any]:
     return conf
 
 
-def _permanent(e: SchemaRegistryError) -> bool:
-    """The registry answered, and the answer will not change by asking again (no such schema)."""
-    return e.http_status_code == 404 or e.http_status_code == 422
+UNKNOWN_AFTER_TRIES = 3  # a 404 this many times in a row: the id is unknown (one may be a replica lagging)
+
+
+def _misconfigured(e: SchemaRegistryError) -> bool:
+    """The registry refuses us (credentials, permissions, a malformed request): asking again will not
+    help, and dead-lettering would lose good records; the consumer stops with the error."""
+    return 400 <= e.http_status_code < 500 and e.http_status_code not in (404, 408, 429)
 
 
 class ConfluentRegistry:
@@ -160,22 +168,29 @@ class RegistryCodec(Generic[R]):
             raise CodecError(f"cannot resolve writer schema id {schema_id}: {why}")
         if self._deserializer is None:
             self._deserializer = await AsyncAvroDeserializer(self.registry.async_client, self.schema_str)
-        delay_s = 0.5
+        delay_s, not_found = 0.5, 0
         while True:
             try:
                 value = await self._deserializer(data, None)
                 break
             except SchemaRegistryError as e:
-                if _permanent(e):
-                    self.registry.remember_unknown(schema_id, str(e))
-                    raise CodecError(f"cannot resolve writer schema id {schema_id}: {e}") from e
+                if _misconfigured(e):
+                    raise RegistryError(f"the schema registry refuses to resolve id {schema_id}: {e}") from e
+                if e.http_status_code == 404:
+                    not_found += 1
+                    if not_found >= UNKNOWN_AFTER_TRIES:
+                        self.registry.remember_unknown(schema_id, str(e))
+                        raise CodecError(f"cannot resolve writer schema id {schema_id}: {e}") from e
                 problem: BaseException = e
-            except (httpx.TransportError, OSError) as e:
+            except (httpx.TransportError, OSError, json.JSONDecodeError) as e:  # away, or a proxy's error page
                 problem = e
             except Exception as e:  # fastavro and the serde raise several types on corrupt input
                 raise CodecError(f"corrupt Avro body for schema id {schema_id}: {e}") from e
-            log.warning("schema registry unavailable (%s); id %d tried again in %.1f s", problem, schema_id, delay_s)
-            await asyncio.sleep(delay_s)
+            if not_found == 0:
+                log.warning(
+                    "schema registry unavailable (%s); id %d tried again in %.1f s", problem, schema_id, delay_s
+                )
+            await asyncio.sleep(delay_s if not_found == 0 else 0.2 * not_found)
             delay_s = min(RETRY_MAX_S, delay_s * 2)
         if not isinstance(value, dict):
             raise CodecError(f"schema id {schema_id} does not hold a {self.record_type.__name__} record")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas.messages import TRANSLATION_ERRORS
 from schemas.records import Result, ResultKind
 
 MAX_SAMPLES = 2000  # latency samples kept per window (a uniform prefix is enough for percentiles)
@@ -39,8 +40,9 @@ def result_key(r: Result) -> str:
     """What makes a result distinct: results are at-least-once and ``utterance_id`` is the idempotency key."""
     if r.kind is ResultKind.TRANSLATION and r.translation is not None:
         return f"{r.utterance_id}>{r.translation.target_lang}"
-    if r.kind is ResultKind.ERROR:
-        return f"{r.utterance_id}!{r.error.code if r.error else 'unknown'}"
+    if r.kind is ResultKind.ERROR:  # a translation's error is one per target
+        code = r.error.code if r.error else "unknown"
+        return f"{r.utterance_id}!{code}>{r.target_lang}" if code in TRANSLATION_ERRORS else f"{r.utterance_id}!{code}"
     return f"{r.utterance_id}#{r.kind}"
 
 

@@ -143,7 +143,7 @@ def test_bad_requests_get_openai_errors(stack: Stack) -> None:
 def test_a_long_upload_waits_for_the_workers_instead_of_dropping_speech(stack: Stack) -> None:
     """Two utterances at most may wait for their finals here: the upload's speech goes in as they finish,
     and every clip is transcribed; a file over the size limit is refused before it is decoded."""
-    svc = stack.start_gateway(MAX_PENDING_UTTERANCES="2", API_MAX_UPLOAD_BYTES="400000")
+    svc = stack.start_gateway(MAX_PENDING_UTTERANCES="2", API_MAX_UPLOAD_BYTES="400000", API_MAX_AUDIO_S="90")
     try:
         stack.wait_healthy([svc], timeout_s=60)
         port = int(svc.base_url.rsplit(":", 1)[1])
@@ -155,6 +155,12 @@ def test_a_long_upload_waits_for_the_workers_instead_of_dropping_speech(stack: S
         with pytest.raises(openai.APIStatusError) as e:
             client(port).audio.transcriptions.create(model="whisper-1", file=("big.wav", bytes(500_000)))
         assert e.value.status_code == 413
+        # a small file can hold hours of audio: decoding stops at API_MAX_AUDIO_S, before memory runs out
+        hours = encode_audio(silence(100_000), 16000, "ogg", "libopus")
+        assert len(hours) < 400_000
+        with pytest.raises(openai.BadRequestError) as e:
+            client(port).audio.transcriptions.create(model="whisper-1", file=("long.ogg", hours))
+        assert e.value.code == "audio_too_long"
         metrics = urllib.request.urlopen(f"{svc.base_url}/metrics", timeout=5).read().decode()
         assert 'babelstream_gateway_errors_total{code="overloaded"}' not in metrics
         assert 'babelstream_api_requests_total{endpoint="transcriptions",status="200"} 1.0' in metrics

