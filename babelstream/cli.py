@@ -39,6 +39,28 @@ def broker(data_dir: Path = typer.Option(None, help="default: $STATE_DIR/kafka")
         k.stop()
 
 
+@app.command(name="kafka-libs")
+def kafka_libs(
+    version: str = typer.Option("3.9.1", help="Kafka version"),
+    into: Path = typer.Option(None, help="copy the jars here (docker/kafka-libs: the offline Kafka image)"),
+) -> None:
+    """Fetch the Kafka broker's jars from Maven Central (cached) and print their folder, or copy them into
+    ``--into`` (what compose.offline.yaml builds its Kafka image from)."""
+    import shutil
+
+    from streams.broker import fetch_jars
+
+    libs = fetch_jars(version)
+    if into is not None:
+        into.mkdir(parents=True, exist_ok=True)
+        for old in into.glob("*.jar"):
+            old.unlink()
+        for jar in libs.glob("*.jar"):
+            shutil.copy2(jar, into / jar.name)
+        libs = into
+    print(libs)
+
+
 @app.command()
 def worker(role: str = typer.Argument(..., help="stt, translate, stats or archive"), loglevel: str = "info") -> None:
     """Run a Faust worker (scale by starting more; partitions bound parallelism)."""

@@ -36,7 +36,7 @@ def test_compose_services_and_build_targets() -> None:
         assert not unknown, f"{name}: environment variables no setting reads: {unknown}"
     # workers publish no fixed host ports, so `--scale stt=N` works
     assert "ports" not in c["services"]["stt"] and "ports" not in c["services"]["translate"]
-    assert c["services"]["gateway"]["ports"] == ["5026:5026", "8080:8080"]
+    assert c["services"]["gateway"]["ports"] == ["${GATEWAY_WS_PORT:-5026}:5026", "${GATEWAY_HTTP_PORT:-8080}:8080"]
     kafka = c["services"]["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
 
@@ -61,6 +61,7 @@ def test_dockerfiles_copy_what_exists_and_run_real_commands() -> None:
                 "PYTHONDONTWRITEBYTECODE",
                 "PYTHONUNBUFFERED",
                 "PIP_NO_CACHE_DIR",
+                "PIP_DISABLE_PIP_VERSION_CHECK",
                 "XDG_CACHE_HOME",
                 "DEBIAN_FRONTEND",
                 "PATH",
@@ -71,3 +72,16 @@ def test_the_composed_gateway_is_given_credentials() -> None:
     """It listens on 0.0.0.0, where authentication is required: compose must pass the keys in."""
     env = compose()["services"]["gateway"]["environment"]
     assert env["GATEWAY_HOST"] == "0.0.0.0" and "BABELSTREAM_API_KEYS:?" in env["API_KEYS"]
+
+
+def test_the_offline_override_builds_everything_from_local_inputs() -> None:
+    off = compose("compose.offline.yaml")["services"]
+    kafka = off["kafka"]["build"]
+    assert (REPO / kafka["dockerfile"]).is_file() and kafka["args"]["JRE_IMAGE"].startswith("${JRE_IMAGE:-")
+    assert "/dev/tcp/127.0.0.1/9092" in " ".join(off["kafka"]["healthcheck"]["test"])
+    for name in ("gateway", "stt", "translate"):
+        assert off[name]["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-babelstream-base:bookworm}"
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile and "--no-index --find-links /wheelhouse" in dockerfile
+    allowed = [ln for ln in (REPO / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert allowed[0] == "*" and "!docker/wheelhouse" in allowed and "!docker/kafka-libs" in allowed
