@@ -5,7 +5,10 @@ shape asserted; bad uploads refused in OpenAI's error shape; a session per reque
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 import re
+import time
 import urllib.request
 
 import httpx
@@ -166,3 +169,40 @@ def test_a_long_upload_waits_for_the_workers_instead_of_dropping_speech(stack: S
         assert 'babelstream_api_requests_total{endpoint="transcriptions",status="200"} 1.0' in metrics
     finally:
         stack.retire(svc)
+
+
+def test_a_client_that_hangs_up_mid_request_frees_its_session(stack: Stack) -> None:
+    """The upload is accepted and being fed when the client gives up: the request is cancelled, its
+    session released (the gateway's client count goes back), and the gateway serves the next request."""
+    pcm, _ = five_clips()
+    long_file = encode_audio(pcm + pcm + pcm, 16000, "flac", "flac")
+    health = f"http://127.0.0.1:{stack.health_port}/healthz"
+
+    def clients() -> int:
+        with urllib.request.urlopen(health, timeout=5) as r:
+            return int(json.loads(r.read())["clients"])
+
+    def impatient() -> BaseException | None:
+        api = OpenAI(base_url=f"http://127.0.0.1:{stack.health_port}/v1", api_key="k", max_retries=0, timeout=4)
+        try:
+            api.audio.transcriptions.create(model="whisper-1", file=("long.flac", long_file))
+        except openai.APITimeoutError as e:
+            return e
+        return None
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        request = pool.submit(impatient)
+        deadline = time.monotonic() + 10
+        while clients() == 0:  # its session is open (a test that could not fail would skip this)
+            assert time.monotonic() < deadline and not request.done(), "the request never opened a session"
+            time.sleep(0.05)
+        assert isinstance(request.result(timeout=30), openai.APITimeoutError)
+    deadline = time.monotonic() + 5  # its audio would take far longer to transcribe
+    while clients() != 0:
+        assert time.monotonic() < deadline, "the abandoned request still holds its session"
+        time.sleep(0.2)
+    pcm1, _, ref1 = librivox(CLIPS[2])
+    text = client(stack.health_port).audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", encode_audio(pcm1, 16000, "wav", "pcm_s16le")), response_format="text"
+    )
+    assert wer(ref1, text) < 0.2
