@@ -24,7 +24,8 @@ from prometheus_client import Counter, Histogram
 from gateway.auth import ANONYMOUS, AuthError, Principal
 from gateway.session import ClientSession
 from schemas.messages import ErrorMsg, Final, ProtocolError, ServerMessage, Start, Stop, TranslationOut
-from schemas.openai_api import API_MODEL_ALIASES, ApiError, AudioRequest, Cue, ModelCard, ModelList, render
+from schemas.openai_api import API_MODEL_ALIASES, ApiError, AudioRequest, ModelCard, ModelList, render
+from schemas.subtitles import Cue, transcript_cues
 from streams.producer import KafkaUnavailable
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ MAX_FORM_FIELDS = 32
 MAX_FIELD_BYTES = 8192
 SESSION_HEADER = "X-Babelstream-Session"
 BUSY_CODES = {"server_busy": 503, "too_many_sessions": 429}
+
+
+def refused(e: ProtocolError) -> ApiError:
+    """A session the gateway's limits refuse (server_busy, too_many_sessions), as the API answers it."""
+    return ApiError(BUSY_CODES.get(e.code, 400), e.message, code=e.code, type="server_error")
 
 
 def decode_upload(data: bytes, max_audio_s: float) -> bytes:
@@ -245,7 +251,7 @@ class AudioApi:
         try:
             self.gw.admissible(principal)  # limits first: a refused request costs no upload and no decoding
         except ProtocolError as e:
-            raise ApiError(BUSY_CODES.get(e.code, 400), e.message, code=e.code, type="server_error") from None
+            raise refused(e) from None
         if self._working >= self.gw.s.api_max_concurrent_requests:
             raise ApiError(
                 429,
@@ -301,7 +307,7 @@ class AudioApi:
         try:
             outputs = await gw.begin(conn, start)
         except ProtocolError as e:
-            raise ApiError(BUSY_CODES.get(e.code, 400), e.message, code=e.code, type="server_error") from None
+            raise refused(e) from None
         try:
             await gw.apply(conn, outputs)
         except BaseException:
@@ -346,15 +352,9 @@ class AudioApi:
         language = max(seconds, key=seconds.__getitem__) if seconds else None
         if task == "translate":
             cues = [
-                Cue(f.audio_start_ms / 1000, f.audio_end_ms / 1000, conn.translations[f.segment_id].text.strip())
+                Cue(f.audio_start_ms, f.audio_end_ms, conn.translations[f.segment_id].text.strip())
                 for f in finals
                 if f.segment_id in conn.translations
             ]
             return cues, language
-        cues = []
-        for f in finals:
-            if f.segments:
-                cues += [Cue(s.start_ms / 1000, s.end_ms / 1000, s.text.strip()) for s in f.segments if s.text.strip()]
-            elif f.text.strip():
-                cues.append(Cue(f.audio_start_ms / 1000, f.audio_end_ms / 1000, f.text.strip()))
-        return cues, language
+        return transcript_cues(finals), language

@@ -9,12 +9,12 @@ as OpenAI's API and its official clients send it; the answer is ``json``, ``text
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.langs import LANGUAGES, normalize_lang
+from schemas.subtitles import Cue, to_srt, to_vtt
 
 API_MODEL_ALIASES = ("whisper-1",)  # the name OpenAI's clients send by default: Babelstream's own model
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
@@ -79,15 +79,6 @@ class AudioRequest(BaseModel):
         return req
 
 
-@dataclass(frozen=True)
-class Cue:
-    """One timed piece of the answer, in seconds of the uploaded audio."""
-
-    start_s: float
-    end_s: float
-    text: str
-
-
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -135,27 +126,6 @@ class VerboseResponse(BaseModel):
     usage: Usage
 
 
-def timestamp(seconds: float, sep: str) -> str:
-    ms = max(0, round(seconds * 1000))
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-
-
-def to_srt(cues: list[Cue]) -> str:
-    return "".join(
-        f"{i}\n{timestamp(c.start_s, ',')} --> {timestamp(c.end_s, ',')}\n{c.text}\n\n"
-        for i, c in enumerate(cues, start=1)
-    )
-
-
-def to_vtt(cues: list[Cue]) -> str:
-    return "WEBVTT\n\n" + "".join(
-        f"{timestamp(c.start_s, '.')} --> {timestamp(c.end_s, '.')}\n{c.text}\n\n" for c in cues
-    )
-
-
 def render(
     req: AudioRequest,
     cues: list[Cue],
@@ -175,7 +145,7 @@ def render(
         return to_vtt(cues), "text/vtt; charset=utf-8"
     if req.response_format == "verbose_json":
         segments = [
-            VerboseSegment(id=i, seek=round(c.start_s * 100), start=c.start_s, end=c.end_s, text=c.text)
+            VerboseSegment(id=i, seek=round(c.start_ms / 10), start=c.start_ms / 1000, end=c.end_ms / 1000, text=c.text)
             for i, c in enumerate(cues)
         ]
         name = LANGUAGES.get(language or "", language or "unknown").lower()

@@ -6,14 +6,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from schemas import subtitles
 from schemas.records import Result, ResultKind
-
-
-def _ts(ms: int, sep: str) -> str:
-    h, rem = divmod(max(0, ms), 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms_ = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms_:03d}"
+from schemas.subtitles import Cue, transcript_cues
 
 
 def latest_per_utterance(results: Iterable[Result], kind: ResultKind) -> list[Result]:
@@ -25,31 +20,20 @@ def latest_per_utterance(results: Iterable[Result], kind: ResultKind) -> list[Re
     return [by_utt[k] for k in sorted(by_utt)]
 
 
-def _cues(results: Iterable[Result], translated: bool) -> list[tuple[int, int, str]]:
+def _cues(results: Iterable[Result], translated: bool) -> list[Cue]:
     rs = list(results)
-    if translated:
-        items = latest_per_utterance(rs, ResultKind.TRANSLATION)
-        return [(r.audio_start_ms, r.audio_end_ms, r.translation.text if r.translation else "") for r in items]
-    cues = []
-    for r in latest_per_utterance(rs, ResultKind.FINAL):
-        if r.segments:
-            cues += [(s.start_ms, s.end_ms, s.text) for s in r.segments if s.text]
-        elif r.text:
-            cues.append((r.audio_start_ms, r.audio_end_ms, r.text))
-    return cues
+    if not translated:
+        return transcript_cues(latest_per_utterance(rs, ResultKind.FINAL))
+    items = latest_per_utterance(rs, ResultKind.TRANSLATION)
+    return [Cue(r.audio_start_ms, r.audio_end_ms, r.translation.text if r.translation else "") for r in items]
 
 
 def to_srt(results: Iterable[Result], translated: bool = False) -> str:
-    blocks = [
-        f"{i}\n{_ts(a, ',')} --> {_ts(b, ',')}\n{text}\n"
-        for i, (a, b, text) in enumerate(_cues(results, translated), 1)
-    ]
-    return "\n".join(blocks)
+    return subtitles.to_srt(_cues(results, translated))
 
 
 def to_vtt(results: Iterable[Result], translated: bool = False) -> str:
-    blocks = [f"{_ts(a, '.')} --> {_ts(b, '.')}\n{text}\n" for a, b, text in _cues(results, translated)]
-    return "WEBVTT\n\n" + "\n".join(blocks)
+    return subtitles.to_vtt(_cues(results, translated))
 
 
 def to_jsonl(results: Iterable[Result]) -> str:

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from schemas.openai_api import ApiError, AudioRequest, Cue, render, to_srt, to_vtt
+from schemas.openai_api import ApiError, AudioRequest, render
+from schemas.subtitles import Cue, to_srt, to_vtt
 
 
 def form(**fields: str | list[str]) -> dict[str, list[str]]:
@@ -61,7 +62,7 @@ def test_bad_fields_are_openai_shaped_errors(fields: dict, status: int, code: st
     assert body["type"] == "invalid_request_error" and body["message"] and body["param"] == param
 
 
-CUES = [Cue(0.5, 2.25, "Hello there."), Cue(3661.0, 3662.004, "An hour later.")]
+CUES = [Cue(500, 2250, "Hello there."), Cue(3_661_000, 3_662_004, "An hour later.")]
 
 
 def test_srt_and_vtt() -> None:
