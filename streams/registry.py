@@ -34,7 +34,6 @@ from confluent_kafka.schema_registry import (
 )
 from confluent_kafka.schema_registry.avro import AsyncAvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from fastavro import parse_schema
 
 try:  # the HTTP client confluent-kafka's registry client uses: httpx2 where installed, else httpx
     import httpx2 as httpx
@@ -139,7 +138,6 @@ class RegistryCodec(Generic[R]):
         self.registry = registry
         self.topic = topic
         self.schema_str = json.dumps(load_schema_json(record_type.SCHEMA))
-        self.schema = parse_schema(json.loads(self.schema_str))
         self._ctx = SerializationContext(topic, MessageField.VALUE)
         self.subject = registry.strategy(self._ctx, record_type.SCHEMA)
         self.schema_id = registry.register(self.subject, self.schema_str)  # once; writes never ask again
