@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     busy_encoder_pad_ms: int = Field(
         default=2000, description="finals decoded while other finals wait use this padding instead; -1: never"
     )
+    final_timestamps: bool = Field(
+        default=True,
+        description="finals predict timestamps (segments within an utterance); off: one segment per final, "
+        "which lets finals batch on a GPU",
+    )
     max_batch_size: int = Field(default=1, ge=1, description="decodes of different sessions run as one batch")
     batch_wait_ms: int = Field(default=0, ge=0, description="a due decode waits this long for others to batch with")
     normalize_audio: bool = Field(default=False, description="peak-normalise each utterance before decoding")

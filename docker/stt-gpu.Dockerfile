@@ -3,7 +3,10 @@
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     STATE_DIR=/var/lib/babelstream XDG_CACHE_HOME=/var/cache/babelstream \
-    DEVICE=cuda COMPUTE_TYPE=float16 WORKER_WEB_HOST=0.0.0.0 WORKER_WEB_PORT=6066
+    WORKER_WEB_HOST=0.0.0.0 WORKER_WEB_PORT=6066
+# the GPU settings, as compose.gpu.yaml and deploy/k8s/overlays/gpu set them (README, Benchmarks: finals
+# without timestamps batch on a GPU; the full 30 s window costs nothing there)
+ENV DEVICE=cuda COMPUTE_TYPE=float16 FINAL_TIMESTAMPS=false MAX_BATCH_SIZE=16 ENCODER_PAD_MS=-1 BUSY_ENCODER_PAD_MS=-1
 RUN apt-get update && apt-get install -y --no-install-recommends software-properties-common \
  && add-apt-repository -y ppa:deadsnakes/ppa && apt-get update \
  && apt-get install -y --no-install-recommends python3.11 python3.11-venv \

@@ -10,6 +10,11 @@ CTranslate2 model that faster-whisper loads, so that
   full window, as faster-whisper does, for its exact text (a shorter window changes a word now and
   then, for better and for worse: see ``bench.accuracy``).
 
+Finals predict Whisper's timestamps (an utterance's segments, as faster-whisper cuts them) unless
+``final_timestamps`` is off: then each final is one segment. CTranslate2 applies the timestamp rules
+hypothesis by hypothesis, so on a GPU a batch of finals with timestamps costs about as much as its items
+one after another, and without them a batch of 16 costs what one decode does (``bench.batching``).
+
 The decoding options, temperature fallback, silence test and timestamp parsing are faster-whisper's
 (``WhisperModel.generate_with_fallback`` and ``_split_segments_by_timestamps``), applied per item. Longer
 audio (offline use, benchmarks' references) goes through faster-whisper's own ``transcribe``.
@@ -126,6 +131,7 @@ class WhisperEngine:
         vad_filter: bool = False,
         encoder_pad_ms: int = 2000,
         interim_encoder_pad_ms: int = 2000,
+        final_timestamps: bool = True,
         name: str | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
@@ -138,6 +144,7 @@ class WhisperEngine:
         self.vad_filter = vad_filter
         self.encoder_pad_ms = encoder_pad_ms
         self.interim_encoder_pad_ms = interim_encoder_pad_ms
+        self.final_timestamps = final_timestamps
         self.multilingual = self.model.model.is_multilingual
         self._tokenizer_class = Tokenizer
         self._tokenizers: dict[tuple[str | None, str], Any] = {}
@@ -158,6 +165,7 @@ class WhisperEngine:
             vad_filter=s.vad_filter,
             encoder_pad_ms=s.encoder_pad_ms,
             interim_encoder_pad_ms=s.interim_encoder_pad_ms,
+            final_timestamps=s.final_timestamps,
             name=f"faster-whisper:{s.model_path or s.model_size}",
         )
 
@@ -342,7 +350,7 @@ class WhisperEngine:
             if previous:
                 prompt += tok.encode(" " + previous)[-(MAX_LENGTH // 2 - 1) :]
         prompt += list(tok.sot_sequence)
-        if not final:
+        if not (final and self.final_timestamps):
             prompt.append(tok.no_timestamps)
         return prompt
 

@@ -64,3 +64,19 @@ def test_silence_and_long_audio(engine: WhisperEngine) -> None:
     long = np.concatenate([a, np.zeros(16000 * 10, np.float32), b, np.zeros(16000 * 10, np.float32), a])
     t = engine.transcribe(long, language=None, final=True)  # over 30 s: faster-whisper's own windows
     assert wer(f"{ra} {rb} {ra}", t.text) < 0.15, t.text
+
+
+def test_finals_without_timestamps_are_one_segment_each(engine: WhisperEngine) -> None:
+    """FINAL_TIMESTAMPS=false (finals batch on GPUs): the same words, one segment per final."""
+    plain = WhisperEngine(resolve_whisper_model("base", None), cpu_threads=2, final_timestamps=False)
+    (a, ra), (b, rb) = clip("0870"), clip("0890")
+    two = np.concatenate([a, np.zeros(16000, np.float32), b])  # two sentences: Whisper cuts two segments
+    with_stamps = engine.transcribe(two, language="en", final=True)
+    assert len(with_stamps.segments) >= 2, with_stamps.segments  # else this test could not tell
+    together = plain.transcribe_batch([DecodeRequest(two, "en", final=True), DecodeRequest(a, None, final=True)])
+    for t, audio, ref in zip(together, (two, a), (f"{ra} {rb}", ra), strict=True):
+        assert wer(ref, t.text) < 0.1, t.text
+        assert "<|" not in t.text
+        assert [(s.start_ms, s.text) for s in t.segments] == [(0, t.text)]
+        assert len(audio) // 16 - 20 <= t.segments[0].end_ms <= len(audio) // 16
+    assert together[1].language == "en"

@@ -1,17 +1,20 @@
-"""compose.yaml, the GPU override and the Dockerfiles parse and agree with the code they run.
-(No Docker engine runs here, so the images themselves are not built in CI.)"""
+"""compose.yaml, the GPU override and the Dockerfiles parse and agree with the code they run (the
+``compose`` tier, tests/compose, builds the images and runs the stack)."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import yaml
 
-from babelstream.settings import Settings
+from babelstream.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
+# what a GPU worker sets, alike in docker/stt-gpu.Dockerfile, compose.gpu.yaml and the k8s GPU overlay
+GPU_SETTINGS = {"DEVICE", "COMPUTE_TYPE", "FINAL_TIMESTAMPS", "MAX_BATCH_SIZE", "ENCODER_PAD_MS", "BUSY_ENCODER_PAD_MS"}
 
 
 def compose(name: str = "compose.yaml") -> dict:
@@ -41,9 +44,21 @@ def test_compose_services_and_build_targets() -> None:
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
 
 
+def dockerfile_env(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in path.read_text().replace("\\\n", " ").splitlines():
+        if line.startswith("ENV "):
+            env.update(item.split("=", 1) for item in shlex.split(line[4:]))  # type: ignore[misc]
+    return env
+
+
 def test_gpu_override() -> None:
     stt = compose("compose.gpu.yaml")["services"]["stt"]
-    assert stt["environment"]["DEVICE"] == "cuda"
+    gpu = {k: str(v) for k, v in stt["environment"].items() if k in GPU_SETTINGS}
+    image = dockerfile_env(REPO / stt["build"]["dockerfile"])
+    assert gpu == {k: image[k] for k in GPU_SETTINGS}
+    s = load_settings(**{k.lower(): v for k, v in gpu.items()})
+    assert (s.device, s.final_timestamps, s.max_batch_size, s.encoder_pad_ms) == ("cuda", False, 16, -1)
     assert stt["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert (REPO / stt["build"]["dockerfile"]).is_file()
 

@@ -68,6 +68,9 @@ def test_the_gpu_overlay_patches_the_stt_worker_and_still_validates() -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["DEVICE"], env["COMPUTE_TYPE"]) == ("cuda", "float16")
+    compose_gpu = yaml.safe_load((REPO / "compose.gpu.yaml").read_text())["services"]["stt"]["environment"]
+    gpu = {"FINAL_TIMESTAMPS", "MAX_BATCH_SIZE", "ENCODER_PAD_MS", "BUSY_ENCODER_PAD_MS"}
+    assert {k: env[k] for k in gpu} == {k: str(compose_gpu[k]) for k in gpu}  # alike (test_deploy_manifests)
     assert len(env) == len(container["env"]), "an environment variable is set twice"
     assert {"name": "babelstream/stt", "newName": "babelstream/stt-gpu", "newTag": "latest"} in k["images"]
 
