@@ -11,7 +11,8 @@ CTranslate2 model that faster-whisper loads, so that
   then, for better and for worse: see ``bench.accuracy``).
 
 Finals predict Whisper's timestamps (an utterance's segments, as faster-whisper cuts them) unless
-``final_timestamps`` is off: then each final is one segment. CTranslate2 applies the timestamp rules
+``final_timestamps`` is off: then each final is one segment (audio over 30 s keeps them: faster-whisper
+seeks by them). CTranslate2 applies the timestamp rules
 hypothesis by hypothesis, so on a GPU a batch of finals with timestamps costs about as much as its items
 one after another, and without them a batch of 16 costs what one decode does (``bench.batching``).
 
