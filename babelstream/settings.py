@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     final_timestamps: bool = Field(
         default=True,
         description="finals predict timestamps (segments within an utterance); off: one segment per final, "
-        "which lets finals batch on a GPU",
+        "over the speech the VAD heard, which lets finals batch on a GPU",
     )
     max_batch_size: int = Field(default=1, ge=1, description="decodes of different sessions run as one batch")
     batch_wait_ms: int = Field(default=0, ge=0, description="a due decode waits this long for others to batch with")

@@ -243,4 +243,10 @@ def utterance_result(
         if kind is ResultKind.FINAL:
             at = u.start_ms + decoded_from_ms
             r.segments = [Segment(at + p.start_ms, at + p.end_ms, p.text) for p in t.segments]
+            if not t.timed and u.speech_start_ms is not None and u.speech_end_ms is not None:
+                # no times from the model (FINAL_TIMESTAMPS=false): the speech the VAD heard, not the padding
+                lo, hi = u.start_ms + u.speech_start_ms, u.start_ms + u.speech_end_ms
+                r.segments = [
+                    Segment(min(max(sg.start_ms, lo), hi), max(min(sg.end_ms, hi), lo), sg.text) for sg in r.segments
+                ]
     return r

@@ -26,6 +26,7 @@ class Transcription:
     segments: list[TimedText] = field(default_factory=list)
     processing_ms: int = 0
     english: str | None = None  # the speech translated to English, when asked for and not spoken in English
+    timed: bool = True  # segments carry the model's times; False: one segment over all the audio decoded
 
 
 @dataclass(frozen=True, slots=True)

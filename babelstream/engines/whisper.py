@@ -11,10 +11,11 @@ CTranslate2 model that faster-whisper loads, so that
   then, for better and for worse: see ``bench.accuracy``).
 
 Finals predict Whisper's timestamps (an utterance's segments, as faster-whisper cuts them) unless
-``final_timestamps`` is off: then each final is one segment (audio over 30 s keeps them: faster-whisper
-seeks by them). CTranslate2 applies the timestamp rules
-hypothesis by hypothesis, so on a GPU a batch of finals with timestamps costs about as much as its items
-one after another, and without them a batch of 16 costs what one decode does (``bench.batching``).
+``final_timestamps`` is off: then each final is one segment, over the speech the gateway's VAD heard (audio
+over 30 s, and ``vad_filter``, go through faster-whisper's own path, which keeps them). CTranslate2 applies
+the timestamp rules hypothesis by hypothesis, so on a GPU a batch of finals with timestamps costs about as
+much as its items one after another, and without them a batch of 16 costs what one decode does
+(``bench.batching``).
 
 The decoding options, temperature fallback, silence test and timestamp parsing are faster-whisper's
 (``WhisperModel.generate_with_fallback`` and ``_split_segments_by_timestamps``), applied per item. Longer
@@ -232,8 +233,9 @@ class WhisperEngine:
                     )
                 ]
         elapsed_ms = int((time.perf_counter() - t0) * 1000)
+        timed = not final or self.final_timestamps
         return [
-            Transcription(" ".join(p.text for p in ps if p.text), lang, prob, ps, elapsed_ms, en)
+            Transcription(" ".join(p.text for p in ps if p.text), lang, prob, ps, elapsed_ms, en, timed)
             for ps, lang, prob, en in zip(parts, languages, probabilities, english, strict=True)
         ]
 

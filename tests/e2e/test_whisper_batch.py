@@ -76,7 +76,9 @@ def test_finals_without_timestamps_are_one_segment_each(engine: WhisperEngine) -
     together = plain.transcribe_batch([DecodeRequest(two, "en", final=True), DecodeRequest(a, None, final=True)])
     for t, audio, ref in zip(together, (two, a), (f"{ra} {rb}", ra), strict=True):
         assert wer(ref, t.text) < 0.1, t.text
-        assert "<|" not in t.text
+        assert not t.timed
         assert [(s.start_ms, s.text) for s in t.segments] == [(0, t.text)]
         assert len(audio) // 16 - 20 <= t.segments[0].end_ms <= len(audio) // 16
     assert together[1].language == "en"
+    assert plain.transcribe_batch([DecodeRequest(a, None, final=True)])[0].text == together[1].text  # as alone
+    assert with_stamps.timed

@@ -131,3 +131,21 @@ def test_quiet_utterances_can_be_peak_normalised() -> None:
     assert float(np.max(np.abs(fin.utterance.speech(-1)[0]))) < 0.01  # off by default
     silent = Utterance("x", 0, "x:0", 0, None, None, False, chunks=[bytes(3200)])
     assert float(np.max(np.abs(silent.speech(-1, normalize=True)[0]))) == 0.0  # silence is not blown up
+
+
+def test_a_final_without_model_times_spans_the_speech_the_gateway_heard() -> None:
+    """FINAL_TIMESTAMPS=false: the engine's one segment covers all the audio decoded (pre-roll and the
+    closing silence too); the result's segment is the VAD's speech range instead. Timed ones are kept."""
+    a = UtteranceAssembler(interim_interval_ms=0)
+    for seq in range(4):  # 2000 ms, from 0 ms of session time
+        a.add(chunk(seq), now_ms=0)
+    closing = AudioEvent("s", 0, 4, AudioEventKind.END, b"", 2000, speech_start_ms=900, speech_end_ms=1400)
+    fin = a.add(closing, now_ms=0)
+    assert isinstance(fin, Final)
+    whole = [TimedText(0, 2000, "hi")]
+    untimed = utterance_result(
+        fin.utterance, ResultKind.FINAL, "m", "live", Transcription("hi", "en", 1.0, whole, timed=False)
+    )
+    assert [(s.start_ms, s.end_ms, s.text) for s in untimed.segments] == [(900, 1400, "hi")]
+    timed = utterance_result(fin.utterance, ResultKind.FINAL, "m", "live", Transcription("hi", "en", 1.0, whole))
+    assert [(s.start_ms, s.end_ms) for s in timed.segments] == [(0, 2000)]
