@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from typing import Any, Generic
 
@@ -74,6 +75,16 @@ def registry_conf(s: Settings) -> dict[str, Any]:
 UNKNOWN_AFTER_TRIES = 3  # a 404 this many times in a row: the id is unknown (one may be a replica lagging)
 
 
+def _tls_failure(e: BaseException) -> bool:
+    """Whether ``e`` (or what caused it) is a TLS handshake or certificate failure."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "CERTIFICATE" in str(seen).upper():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _misconfigured(e: SchemaRegistryError) -> bool:
     """The registry refuses us (credentials, permissions, a malformed request): asking again will not
     help, and dead-lettering would lose good records; the consumer stops with the error."""
@@ -107,6 +118,11 @@ class ConfluentRegistry:
         except SchemaRegistryError as e:
             raise RegistryError(f"schema registry refused {subject}: {e}") from e
         except (httpx.HTTPError, OSError) as e:
+            if _tls_failure(e):
+                raise RegistryError(
+                    f"schema registry {self.conf['url']}: TLS failed ({e}); check SCHEMA_REGISTRY_CA_FILE, "
+                    "SCHEMA_REGISTRY_CERT_FILE and SCHEMA_REGISTRY_KEY_FILE"
+                ) from e
             raise RegistryError(f"schema registry {self.conf['url']} unreachable: {e}") from e
 
     def known_unknown(self, schema_id: int) -> str | None:

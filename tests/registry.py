@@ -11,15 +11,18 @@ import hashlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from babelstream.settings import default_cache_dir
 from streams.broker import free_port
+from tests.certs import self_signed
 
 PROJECT = Path(__file__).parent / "apicurio"
 JVM_FLAGS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
@@ -55,26 +58,82 @@ def runner_jar(timeout_s: float = 900.0) -> Path:
     return jar
 
 
-def _call(method: str, url: str, body: dict | None = None, timeout_s: float = 5.0) -> tuple[int, object]:
+def _call(
+    method: str, url: str, body: dict | None = None, timeout_s: float = 5.0, context: ssl.SSLContext | None = None
+) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(
         url, data=data, method=method, headers={"Content-Type": "application/vnd.schemaregistry.v1+json"}
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+        with urllib.request.urlopen(req, timeout=timeout_s, context=context) as r:
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
 
 
-class Apicurio:
-    """One registry process; ``url`` is its Confluent-compatible API (what SCHEMA_REGISTRY_URL takes)."""
+@dataclass(frozen=True)
+class RegistryTls:
+    """Mutual TLS for a test registry: its certificate and key, and a client's, which it trusts (the
+    runner is built to require a client certificate on TLS: tests/apicurio application.properties)."""
 
-    def __init__(self, workdir: Path) -> None:
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+    truststore: Path  # PKCS12, the client certificate: what Quarkus reads
+
+    @classmethod
+    def make(cls, folder: Path) -> RegistryTls:
+        (folder / "server").mkdir(parents=True, exist_ok=True)
+        (folder / "client").mkdir(parents=True, exist_ok=True)
+        cert, key = self_signed(folder / "server")
+        client_cert, client_key = self_signed(folder / "client")
+        truststore = folder / "trust.p12"
+        keytool = shutil.which("keytool")
+        if keytool is None:
+            raise RegistryUnavailable("keytool (the Java runtime's) makes the registry's trust store")
+        store = ["-keystore", str(truststore), "-storetype", "PKCS12", "-storepass", TRUSTSTORE_PASSWORD]
+        subprocess.run(
+            [keytool, "-importcert", "-noprompt", "-alias", "client", "-file", str(client_cert), *store],
+            check=True,
+            capture_output=True,
+        )
+        return cls(cert, key, client_cert, client_key, truststore)
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.cert))
+        ctx.load_cert_chain(self.client_cert, self.client_key)
+        return ctx
+
+    def jvm_flags(self, port: int) -> list[str]:
+        prefix = "-Dquarkus.http.ssl.certificate"
+        return [
+            f"-Dquarkus.http.ssl-port={port}",
+            f"-Dquarkus.http.port={free_port()}",
+            "-Dquarkus.http.insecure-requests=disabled",
+            f"{prefix}.files={self.cert}",
+            f"{prefix}.key-files={self.key}",
+            f"{prefix}.trust-store-file={self.truststore}",
+            f"{prefix}.trust-store-file-type=PKCS12",
+            f"{prefix}.trust-store-password={TRUSTSTORE_PASSWORD}",
+        ]
+
+
+TRUSTSTORE_PASSWORD = "changeit"
+
+
+class Apicurio:
+    """One registry process; ``url`` is its Confluent-compatible API (what SCHEMA_REGISTRY_URL takes),
+    over mutual TLS when ``tls`` is given."""
+
+    def __init__(self, workdir: Path, tls: RegistryTls | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/apis/ccompat/v7"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/apis/ccompat/v7"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._context = tls.context() if tls else None
 
     @property
     def log_path(self) -> Path:
@@ -89,7 +148,7 @@ class Apicurio:
                 [
                     java,
                     *JVM_FLAGS,
-                    f"-Dquarkus.http.port={self.port}",
+                    *(self.tls.jvm_flags(self.port) if self.tls else [f"-Dquarkus.http.port={self.port}"]),
                     "-Dquarkus.http.host=127.0.0.1",
                     "-jar",
                     str(jar),
@@ -104,7 +163,7 @@ class Apicurio:
             if self.proc.poll() is not None:
                 raise RegistryUnavailable(f"Apicurio exited:\n{self.log_path.read_text(errors='replace')[-4000:]}")
             try:
-                if _call("GET", f"{self.url}/subjects", timeout_s=2)[0] == 200:
+                if _call("GET", f"{self.url}/subjects", timeout_s=2, context=self._context)[0] == 200:
                     break
             except OSError:
                 pass
@@ -113,20 +172,23 @@ class Apicurio:
                 raise RegistryUnavailable(f"Apicurio not up in {timeout_s:g} s:\n{self.log_path.read_text()[-4000:]}")
             time.sleep(0.3)
         # Confluent's default (Apicurio's is NONE): a changed schema must still read the old data
-        status, body = _call("PUT", f"{self.url}/config", {"compatibility": "BACKWARD"})
+        status, body = self._call("PUT", "/config", {"compatibility": "BACKWARD"})
         assert status == 200, body
         return self
 
     def subjects(self) -> list[str]:
-        return list(_call("GET", f"{self.url}/subjects")[1])  # type: ignore[arg-type]
+        return list(self._call("GET", "/subjects")[1])  # type: ignore[arg-type]
 
     def latest_id(self, subject: str) -> int:
-        status, body = _call("GET", f"{self.url}/subjects/{subject}/versions/latest")
+        status, body = self._call("GET", f"/subjects/{subject}/versions/latest")
         assert status == 200, body
         return int(body["id"])  # type: ignore[index]
 
     def register(self, subject: str, schema: dict) -> tuple[int, object]:
-        return _call("POST", f"{self.url}/subjects/{subject}/versions", {"schema": json.dumps(schema)})
+        return self._call("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(schema)})
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> tuple[int, object]:
+        return _call(method, self.url + path, body, context=self._context)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

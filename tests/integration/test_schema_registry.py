@@ -1,7 +1,9 @@
 """The pipeline with a real Confluent-compatible schema registry (Apicurio Registry, built from Maven
 Central by tests/registry.py, its ccompat API): schemas registered under TopicNameStrategy subjects, the
 registry's ids on the wire, a value with an id the registry never issued dead-lettered without stopping
-the stream, and the registry gone: what is known keeps flowing, a new service refuses to start."""
+the stream, and the registry gone: what is known keeps flowing, a new service refuses to start. A second
+registry serves mutual TLS only: the settings' CA, certificate and key files reach it; without them the
+error says TLS."""
 
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from babelstream.client import stream_audio
+from babelstream.settings import load_settings
+from schemas.records import Result, ResultKind
 from streams.reader import read_range, topic_partitions
+from streams.registry import ConfluentRegistry, RegistryCodec, RegistryError
 from tests.audio import librivox, wer
 from tests.integration.test_poison import produce_everywhere, wait_dead_letters
-from tests.registry import Apicurio
+from tests.registry import Apicurio, RegistryTls
 from tests.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
@@ -106,3 +111,39 @@ async def test_with_the_registry_gone_known_schemas_keep_flowing_and_new_service
         timeout=120,
     )
     assert out.returncode != 0 and "unreachable" in out.stdout + out.stderr, out.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apicurio]:
+    folder = Path(tmp_path_factory.mktemp("apicurio-tls"))
+    registry = Apicurio(folder, tls=RegistryTls.make(folder)).start()
+    yield registry
+    registry.stop()
+
+
+async def test_a_registry_that_requires_mutual_tls_gets_the_settings_files(tls_registry: Apicurio) -> None:
+    tls = tls_registry.tls
+    assert tls is not None and tls_registry.url.startswith("https://")
+    files = {
+        "schema_registry_ca_file": tls.cert,
+        "schema_registry_cert_file": tls.client_cert,
+        "schema_registry_key_file": tls.client_key,
+    }
+
+    def codec(**settings: object) -> RegistryCodec[Result]:
+        s = load_settings(schema_registry_url=tls_registry.url, **settings)
+        return RegistryCodec(Result, ConfluentRegistry.from_settings(s), "babel.results.v1")
+
+    writer = codec(**files)
+    assert writer.schema_id == tls_registry.latest_id(writer.subject)
+    data = writer.encode(Result("s", 1, ResultKind.FINAL, "over mutual TLS"))
+    reader = codec(**files)  # its async client learns the writer's schema over TLS too
+    assert (await reader.decode_async(data)).text == "over mutual TLS"
+    without = {
+        "a client certificate": ("schema_registry_cert_file", "schema_registry_key_file"),
+        "a CA": ("schema_registry_ca_file",),
+    }
+    for what, names in without.items():
+        with pytest.raises(RegistryError, match="TLS failed") as refused:
+            codec(**{k: v for k, v in files.items() if k not in names})
+        assert "SCHEMA_REGISTRY_CA_FILE" in str(refused.value), what
