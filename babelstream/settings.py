@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     interim_settle_ms: int = Field(default=100, ge=0, description="an interim waits this long before it may start")
     stt_engine: Literal["whisper", "null"] = "whisper"
     encoder_pad_ms: int = Field(
-        default=2000, description="finals: the encoder sees the utterance plus this padding; -1: Whisper's 30 s window"
+        default=5000, description="finals: the encoder sees the utterance plus this padding; -1: Whisper's 30 s window"
     )
     interim_encoder_pad_ms: int = Field(
         default=2000, description="interims: the encoder sees the utterance plus this padding; -1: 30 s"

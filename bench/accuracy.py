@@ -28,7 +28,15 @@ from babelstream.settings import load_settings
 from babelstream.utterances import Final, Utterance, UtteranceAssembler
 from gateway.session import ClientSession, Produce
 from schemas.messages import parse_client_message
-from tests.audio import asterisk_es, asterisk_es_transcripts, librivox, librivox_transcripts, silence, wer
+from tests.audio import (
+    asterisk_es,
+    asterisk_es_transcripts,
+    english_prompts,
+    librivox,
+    librivox_transcripts,
+    silence,
+    wer,
+)
 
 CONTEXT_FINALS = 2  # previous finals given as context
 CLIPS = ["0870", "0880", "0890", "0920", "0930"]
@@ -66,6 +74,7 @@ def main() -> None:
     ap.add_argument("--margins", default="-1", help="TRIM_MARGIN_MS values; -1: no trimming")
     ap.add_argument("--language", default=None, help="None: detect, as a client that names none")
     ap.add_argument("--prompts", type=int, default=12, help="how many Asterisk prompts in the short-clip table")
+    ap.add_argument("--english", type=int, default=0, help="how many English Asterisk prompts (GSM) to add")
     ap.add_argument("--gaps-ms", default="1000", help="silence between the clips (a longer one: full pre-roll)")
     args = ap.parse_args()
 
@@ -77,12 +86,14 @@ def main() -> None:
     for gap_ms in [int(x) for x in args.gaps_ms.split(",")]:
         stream(engine, table, gap_ms, pads, [int(x) for x in args.margins.split(",")], args.language)
     Console(width=160).print(table)
-    table = Table(
-        title=f"Short clips one by one (LibriVox, Asterisk es prompts), Whisper {args.model}, language detected"
-    )
-    for col in ("decode", "clips", "WER", "decode time", "time vs faster-whisper"):
+    table = Table(title=f"Short clips one by one, Whisper {args.model}, language detected")
+    for col in ("clips", "decode", "count", "WER", "decode time", "time vs faster-whisper"):
         table.add_column(col, justify="right")
-    clips(engine, table, pads, args.prompts)
+    mixed = [librivox(name) for name in sorted(librivox_transcripts())]
+    mixed += [asterisk_es(name) for name in sorted(asterisk_es_transcripts())[: args.prompts]]
+    clips(engine, table, pads, mixed, "LibriVox + Asterisk es")
+    if args.english:
+        clips(engine, table, pads, english_prompts(args.english), "Asterisk en (GSM)")
     Console(width=160).print(table)
 
 
@@ -146,9 +157,7 @@ def stream(
             )
 
 
-def clips(engine: WhisperEngine, table: Table, pads: list[int], prompts: int) -> None:
-    items = [librivox(name) for name in sorted(librivox_transcripts())]
-    items += [asterisk_es(name) for name in sorted(asterisk_es_transcripts())[:prompts]]
+def clips(engine: WhisperEngine, table: Table, pads: list[int], items: list[tuple[bytes, int, str]], name: str) -> None:
     audios = [soxr.resample(pcm16_to_float(pcm), rate, 16000).astype(np.float32) for pcm, rate, _ in items]
     refs = [ref for _, _, ref in items]
     base_s = 0.0
@@ -161,7 +170,7 @@ def clips(engine: WhisperEngine, table: Table, pads: list[int], prompts: int) ->
             errors, words, took_s = errors + wer(ref, text) * n, words + n, took_s + s
         base_s = base_s or took_s
         table.add_row(
-            label(how), str(len(audios)), f"{errors / words:.3f}", f"{took_s:.1f} s", f"{took_s / base_s:.2f}"
+            name, label(how), str(len(audios)), f"{errors / words:.3f}", f"{took_s:.1f} s", f"{took_s / base_s:.2f}"
         )
 
 

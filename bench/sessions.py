@@ -66,13 +66,20 @@ def main() -> None:
     offline_wer = wer(ref, " ".join(sg.text.strip() for sg in segments))
     audios = [u.audio() for u in utterances(pcm)]
     limits = {}
-    for pad_ms in (-1, 2000):  # the engine decoding only the finals, language detected, one at a time
+    default_pad_ms = load_settings().encoder_pad_ms
+    variant_pads = [
+        int(kv.split("=", 1)[1])
+        for v in args.variants.split(";")
+        for kv in v.split(",")
+        if kv.startswith("ENCODER_PAD_MS=")
+    ]
+    for pad_ms in sorted({-1, default_pad_ms, *variant_pads}):  # the engine decoding only the finals, language
+        # detected, one at a time
         engine.encoder_pad_ms = pad_ms
         t0 = time.perf_counter()
         for audio in audios:
             engine.transcribe_batch([DecodeRequest(audio, None, True)])
         limits[pad_ms] = sum(len(a) for a in audios) / 16000 / (time.perf_counter() - t0)  # audio s per s
-    default_pad_ms = load_settings().encoder_pad_ms
     del engine
 
     table = Table(title=f"Five-clip stream ({stream_s:.0f} s) per session, Whisper base int8, {args.threads} threads")

@@ -24,12 +24,14 @@ ASTERISK_TEXT = {
     for lang in ["en", *ASTERISK_VOICES]
 }
 ASTERISK_ES = ASTERISK_SOUNDS["es"]
+ASTERISK_EN = Path("/usr/share/asterisk/sounds/en_US_f_Allison")  # the English prompts, GSM
 
 # Every path read here, with the Debian package that ships it (bin/setup --test installs each of them).
 TEST_DATA = {
     LIBRIVOX: "pocketsphinx-testdata",
     **{path: f"asterisk-core-sounds-{lang}-wav" for lang, path in ASTERISK_SOUNDS.items()},
     **{path: f"asterisk-core-sounds-{lang}" for lang, path in ASTERISK_TEXT.items()},
+    ASTERISK_EN: "asterisk-core-sounds-en-gsm",
 }
 
 
@@ -90,6 +92,27 @@ def asterisk(lang: str, name: str) -> tuple[bytes, int, str]:
     """One prompt in ``lang``: PCM16, its rate, and its transcript."""
     pcm, rate = read_wav(data_path(ASTERISK_SOUNDS[lang], f"{name}.wav"))
     return pcm, rate, asterisk_transcripts(lang)[name]
+
+
+def english_prompts(count: int, min_words: int = 6) -> list[tuple[bytes, int, str]]:
+    """The first ``count`` English prompts (PCM16, 8 kHz, transcript) that say at least ``min_words`` words
+    and no digits or bracketed notes (Whisper writes "28.8", the transcripts "twenty-eight"), in a fixed
+    order; sox decodes their GSM."""
+    out = []
+    for name, said in sorted(asterisk_transcripts("en").items()):
+        gsm = data_path(ASTERISK_EN) / f"{name}.gsm"
+        if len(said.split()) < min_words or re.search(r"[0-9\[\]]", said) or "/" in name or not gsm.is_file():
+            continue
+        pcm = subprocess.run(
+            ["sox", str(gsm), "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", "-r", "8000", "-"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        ).stdout
+        out.append((pcm, 8000, said))
+        if len(out) == count:
+            break
+    return out
 
 
 def asterisk_es_transcripts() -> dict[str, str]:

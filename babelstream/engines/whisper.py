@@ -131,7 +131,7 @@ class WhisperEngine:
         beam_size: int = 5,
         interim_beam_size: int = 1,
         vad_filter: bool = False,
-        encoder_pad_ms: int = 2000,
+        encoder_pad_ms: int = 5000,
         interim_encoder_pad_ms: int = 2000,
         final_timestamps: bool = True,
         name: str | None = None,
