@@ -26,6 +26,7 @@ from babelstream.engines.stt import DecodeRequest
 from babelstream.engines.whisper import WhisperEngine
 from babelstream.settings import load_settings
 from babelstream.utterances import Final, Utterance, UtteranceAssembler
+from bench.reference import faster_whisper
 from gateway.session import ClientSession, Produce
 from schemas.messages import parse_client_message
 from tests.audio import (
@@ -95,14 +96,6 @@ def main() -> None:
     if args.english:
         clips(engine, table, pads, english_prompts(args.english), "Asterisk en (GSM)")
     Console(width=160).print(table)
-
-
-def faster_whisper(engine: WhisperEngine, audio: np.ndarray, language: str | None, context: str | None = None) -> str:
-    """The reference: faster-whisper's own ``transcribe`` (full 30 s windows), as the worker decoded before."""
-    segments, _ = engine.model.transcribe(
-        audio, language=language, beam_size=5, condition_on_previous_text=False, initial_prompt=context
-    )
-    return " ".join(sg.text.strip() for sg in segments)
 
 
 def decode_all(engine: WhisperEngine, audios: list[np.ndarray], language: str | None, how: str) -> tuple[str, float]:

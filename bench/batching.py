@@ -27,10 +27,10 @@ from rich.table import Table
 
 from babelstream.engines.models import resolve_whisper_model
 from babelstream.engines.stt import DecodeRequest
-from babelstream.engines.whisper import WhisperEngine
+from babelstream.engines.whisper import SAMPLE_RATE_HZ, WhisperEngine
+from babelstream.settings import load_settings
+from bench.reference import faster_whisper
 from tests.audio import wer
-
-SAMPLE_RATE_HZ = 16000
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,7 @@ def measure(engine: WhisperEngine, kind: Kind, inputs: Inputs, size: int, items:
 def offline(engine: WhisperEngine, inputs: Inputs) -> tuple[float, float]:
     """(WER, audio s per s) of faster-whisper's own transcribe on the whole stream."""
     t0 = time.perf_counter()
-    segments, _ = engine.model.transcribe(inputs.stream, language=None, beam_size=5, condition_on_previous_text=False)
-    text = " ".join(s.text.strip() for s in segments)
+    text = faster_whisper(engine, inputs.stream, None)
     return wer(inputs.reference, text), len(inputs.stream) / SAMPLE_RATE_HZ / (time.perf_counter() - t0)
 
 
@@ -132,6 +131,7 @@ def main() -> None:
     )
     load_s = time.perf_counter() - t0
     sizes = [int(x) for x in args.sizes.split(",")]
+    defaults = load_settings()  # the windows the worker uses
     table = Table(
         title=f"Batched decoding, Whisper {args.model} {compute_type} on {args.device}"
         + (f", {args.threads} threads" if args.device == "cpu" else "")
@@ -152,7 +152,8 @@ def main() -> None:
         f"{offline_wer:.3f}",
     )
     for kind in (KINDS[int(k)] for k in args.kinds.split(",")):
-        for pad_ms in (-1, 2000) if not kind.english else (-1,):  # English always gets the full window
+        worker_pad_ms = defaults.encoder_pad_ms if kind.final else defaults.interim_encoder_pad_ms
+        for pad_ms in (-1, worker_pad_ms) if not kind.english else (-1,):  # English always gets the full window
             engine.encoder_pad_ms = engine.interim_encoder_pad_ms = pad_ms
             engine.final_timestamps = kind.timestamps
             engine.transcribe_batch([request(kind, inputs.utterances[0])])  # warm up

@@ -29,6 +29,7 @@ from babelstream.engines.whisper import WhisperEngine
 from babelstream.load import percentiles, run_load
 from babelstream.settings import load_settings
 from bench.accuracy import five_clip_stream, utterances
+from bench.reference import faster_whisper
 from bench.run import start_stack
 from streams.broker import LocalKafka
 from tests.audio import wer
@@ -62,19 +63,14 @@ def main() -> None:
     stream_s = len(pcm) / 32000
 
     engine = WhisperEngine(resolve_whisper_model("base", None), cpu_threads=args.threads, beam_size=5)
-    segments, _ = engine.model.transcribe(pcm16_to_float(pcm), beam_size=5, condition_on_previous_text=False)
-    offline_wer = wer(ref, " ".join(sg.text.strip() for sg in segments))
+    offline_wer = wer(ref, faster_whisper(engine, pcm16_to_float(pcm), None))
     audios = [u.audio() for u in utterances(pcm)]
     limits = {}
     default_pad_ms = load_settings().encoder_pad_ms
-    variant_pads = [
-        int(kv.split("=", 1)[1])
-        for v in args.variants.split(";")
-        for kv in v.split(",")
-        if kv.startswith("ENCODER_PAD_MS=")
-    ]
-    for pad_ms in sorted({-1, default_pad_ms, *variant_pads}):  # the engine decoding only the finals, language
-        # detected, one at a time
+    variants = {v: dict(kv.split("=", 1) for kv in v.split(",") if kv) for v in args.variants.split(";")}
+    pads = {int(env.get("ENCODER_PAD_MS", default_pad_ms)) for env in variants.values()}
+    for pad_ms in sorted({-1, default_pad_ms, *pads}):  # the engine decoding only the finals, language detected,
+        # one at a time
         engine.encoder_pad_ms = pad_ms
         t0 = time.perf_counter()
         for audio in audios:
@@ -98,9 +94,8 @@ def main() -> None:
     for pad_ms, rate in limits.items():
         window = "30 s window" if pad_ms < 0 else f"utterance + {pad_ms} ms"
         table.add_row(f"bare engine, finals only, {window}: {rate:.2f} s audio/s", "-", "-", "-", "-", "-", "-")
-    for i, variant in enumerate(args.variants.split(";")):
-        env = dict(kv.split("=", 1) for kv in variant.split(",") if kv)
-        limit = limits.get(int(env.get("ENCODER_PAD_MS", default_pad_ms)), limits[default_pad_ms])
+    for i, (variant, env) in enumerate(variants.items()):
+        limit = limits[int(env.get("ENCODER_PAD_MS", default_pad_ms))]
         run_variant(table, variant, env, pcm, ref, limit, [int(x) for x in args.sessions.split(",")], args.threads, i)
     Console(width=160).print(table)
 

@@ -79,7 +79,7 @@ def _tls_failure(e: BaseException) -> bool:
     """Whether ``e`` (or what caused it) is a TLS handshake or certificate failure."""
     seen: BaseException | None = e
     while seen is not None:
-        if isinstance(seen, ssl.SSLError) or "CERTIFICATE" in str(seen).upper():
+        if isinstance(seen, ssl.SSLError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
