@@ -115,7 +115,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
         u = job.utterance
         final = job.kind != "interim"  # a final, or a guess at one
         audio, from_ms = u.speech(s.trim_margin_ms if final else -1, s.normalize_audio)
-        language = languages.language_for(u, given_language(u))
+        language = languages.language_for(u, given_language(u), final=final)
         pad_ms = s.busy_encoder_pad_ms if behind and job.kind == "final" and s.busy_encoder_pad_ms >= 0 else None
         english = english_unless(u) if final else None
         return DecodeRequest(
@@ -203,8 +203,8 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
         for (job, req, from_ms), t in zip(todo, results, strict=True):
             if isinstance(t, Transcription):
                 PROCESSING_S.labels(job.kind).observe(t.processing_ms / 1000)
-                if req.language is None:  # a detected language is remembered for the utterance's later decodes
-                    languages.observe(job.utterance, t.language, t.language_probability, final=False)
+                if req.language is None:  # a language detected from the whole utterance is kept for it
+                    languages.observe(job.utterance, t.language, t.language_probability, whole=req.final)
             done[job.key] = (t, from_ms)
         return done
 
@@ -230,7 +230,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
             await send(utterance_result(u, ResultKind.ERROR, engine.name, sa.results_version, error=error))
         else:
             if not given_language(u):  # one more final in this language: the session's streak grows
-                languages.observe(u, t.language, t.language_probability, final=True)
+                languages.finished(u, t.language, t.language_probability)
             UTTERANCES.labels(u.end_reason or "end").inc()
             AUDIO_S.inc(u.audio_ms / 1000)
             final = utterance_result(u, ResultKind.FINAL, engine.name, sa.results_version, t, decoded_from_ms=from_ms)

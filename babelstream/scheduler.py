@@ -20,8 +20,8 @@ decoder loop takes :meth:`DecodeScheduler.next` and runs it. The policy:
   batch): finals oldest first, interims one per session in turn; with ``batch_wait_ms`` a batch that is
   not full waits that long after its oldest decode became due, for others to join it.
 
-:class:`LanguageMemory` lets decodes skip language detection (a second encoder pass per decode) once an
-utterance, or a session, has shown its language.
+:class:`LanguageMemory` lets decodes skip language detection (an encoder pass over a whole 30 s window)
+once an utterance, or a session, has shown its language.
 """
 
 from __future__ import annotations
@@ -192,34 +192,44 @@ class DecodeScheduler:
 
 @dataclass
 class LanguageMemory:
-    """Languages detected per session. An utterance keeps the language its first confident decode found;
-    a session whose last ``stable_after`` finals were all in one language uses it for new utterances."""
+    """Languages detected per session, so that decodes detect (a 30 s encoder pass) only where it matters.
+
+    Whisper's detection from an utterance's first second or two wanders (Spanish read as Portuguese, Hindi,
+    then Arabic, before it settles): an interim's detection is used for that interim alone, never kept. An
+    utterance's language is settled by a confident detection from the whole of it, a final's or the guess
+    at one made at a pause. Until then its interims use the language of the session's last confident final
+    (no detection, and no flash of another language), or detect when there is none yet. A session whose
+    last ``stable_after`` confident finals were all one language skips detection for finals too, but on
+    every ``redetect_every``-th utterance (people switch)."""
 
     stable_after: int = 3
-    redetect_every: int = 10  # a stable session still detects on every 10th utterance (people switch)
+    redetect_every: int = 10
     min_probability: float = 0.7
     max_sessions: int = 10_000
     _streaks: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
 
-    def language_for(self, u: Utterance, given: str | None) -> str | None:
-        """The language to decode ``u`` in; None means: detect."""
+    def language_for(self, u: Utterance, given: str | None, *, final: bool) -> str | None:
+        """The language to decode ``u`` in (``final``: the whole utterance); None means: detect."""
         if given:
             return given
         if u.language is not None:
             return u.language
         lang, streak = self._streaks.get(u.session_id, (None, 0))
-        if streak < self.stable_after or streak % self.redetect_every == 0:
-            return None
-        return lang
+        if streak >= self.stable_after and streak % self.redetect_every != 0:
+            return lang
+        return lang if not final and streak else None
 
-    def observe(self, u: Utterance, language: str | None, probability: float | None, final: bool) -> None:
-        """A decode of ``u`` without a given language found ``language``."""
-        if language is None:
-            return
-        if u.language is None and (probability or 0.0) >= self.min_probability:
+    def observe(self, u: Utterance, language: str | None, probability: float | None, *, whole: bool) -> None:
+        """A decode of ``u`` without a given language found ``language``; ``whole``: from all of its audio
+        so far (a final or a guess at one), not an interim's."""
+        if whole and language and u.language is None and (probability or 0.0) >= self.min_probability:
             u.language = language
-        if final:
-            lang, streak = self._streaks.pop(u.session_id, (None, 0))
-            self._streaks[u.session_id] = (language, streak + 1 if lang == language else 1)
-            while len(self._streaks) > self.max_sessions:
-                self._streaks.popitem(last=False)
+
+    def finished(self, u: Utterance, language: str | None, probability: float | None) -> None:
+        """``u``'s final is in ``language``: a confident one grows the session's streak (or starts one)."""
+        if not language or (probability or 0.0) < self.min_probability:
+            return
+        lang, streak = self._streaks.pop(u.session_id, (None, 0))
+        self._streaks[u.session_id] = (language, streak + 1 if lang == language else 1)
+        while len(self._streaks) > self.max_sessions:
+            self._streaks.popitem(last=False)

@@ -116,7 +116,12 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     allowed_origins: str = Field(
-        default="", description="browser Origins allowed, comma-separated; empty: the gateway's own host; *: any"
+        default="",
+        description="browser Origins allowed, comma-separated; empty: pages on loopback or PUBLIC_HOSTS; *: any",
+    )
+    public_hosts: str = Field(
+        default="",
+        description="host names the gateway's page is published under, comma-separated (its Origins pass)",
     )
     max_sessions_per_key: int = Field(default=100, ge=1, description="concurrent sessions of one key or subject")
     metrics_auth: bool = Field(default=False, description="/metrics needs the same credentials as clients")

@@ -154,16 +154,23 @@ def bearer_token(authorization: str | None, path: str) -> str | None:
     return tokens[0] if tokens else None
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:
-    """Browsers send ``Origin``; other clients do not and pass. With no allow-list only pages of the
-    gateway's own host may connect (the page it serves on its health port); ``*`` allows any."""
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback_name(host: str) -> bool:
+    return host in LOOPBACK_NAMES or host.endswith(".localhost") or host.startswith("127.")
+
+
+def origin_allowed(origin: str | None, allowed: frozenset[str], own_hosts: frozenset[str]) -> bool:
+    """Browsers send ``Origin``; other clients do not and pass. With no allow-list only pages served from
+    a loopback name or one of ``own_hosts`` (the names the gateway is published under) may connect; the
+    request's own ``Host`` is not trusted, since a DNS-rebinding page controls it. ``*`` allows any."""
     if origin is None or "*" in allowed:
         return True
     if allowed:
         return origin.rstrip("/") in allowed
     try:
         origin_host = urlsplit(origin).hostname
-        request_host = urlsplit(f"//{host}").hostname if host else None
     except ValueError:  # not a URL at all ("http://[")
         return False
-    return origin_host is not None and origin_host == request_host
+    return origin_host is not None and (is_loopback_name(origin_host) or origin_host in own_hosts)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import Counter, Histogram
 
 from gateway.auth import ANONYMOUS, AuthError, Principal
@@ -212,6 +213,12 @@ class AudioApi:
         """The text fields and the file of a multipart form, each bounded."""
         if not request.content_type.startswith("multipart/"):
             raise ApiError(400, "send the audio as multipart/form-data with a 'file' part", code="invalid_request")
+        try:
+            return await self._read_form(request)
+        except (ValueError, BadHttpMessage) as e:  # aiohttp's word for a truncated or ill-formed body
+            raise ApiError(400, f"the multipart form is malformed: {e}", code="invalid_request") from None
+
+    async def _read_form(self, request: web.Request) -> tuple[dict[str, list[str]], bytes]:
         limit = self.gw.s.api_max_upload_bytes
         fields: dict[str, list[str]] = defaultdict(list)
         data: bytes | None = None

@@ -135,6 +135,9 @@ class Gateway:
         )
         self.translation_routes = TranslationRouter.from_settings(settings).routes()  # what GET /languages says
         self.origins = frozenset(o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip())
+        self.own_hosts = frozenset(h.strip().lower() for h in settings.public_hosts.split(",") if h.strip()) | (
+            frozenset() if settings.gateway_host in ("0.0.0.0", "::", "") else {settings.gateway_host.lower()}
+        )
         self.sessions_of: Counter[str] = Counter()  # concurrent sessions per principal
         self._last_epoch = 0  # epochs given out here only grow: two connections never share one
         self.key_pacers: dict[str, AudioPacer] = {}  # audio of all sessions of one key (KEY_REALTIME_FACTOR)
@@ -276,9 +279,15 @@ class Gateway:
 
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         """Before the WebSocket upgrade: a browser's Origin must be allowed, and the credential valid."""
-        if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.origins):
+        for name in ("Host", "Origin", "Authorization"):
+            if len(request.headers.get_all(name)) > 1:
+                m.AUTH_FAILURES.labels("400").inc()
+                return connection.respond(HTTPStatus.BAD_REQUEST, f"more than one {name} header\n")
+        if not origin_allowed(request.headers.get("Origin"), self.origins, self.own_hosts):
             m.AUTH_FAILURES.labels("origin").inc()
-            return connection.respond(HTTPStatus.FORBIDDEN, "this Origin is not in ALLOWED_ORIGINS\n")
+            return connection.respond(
+                HTTPStatus.FORBIDDEN, "this Origin is neither on loopback nor in PUBLIC_HOSTS or ALLOWED_ORIGINS\n"
+            )
         try:
             connection.principal = self.auth.authenticate(  # type: ignore[attr-defined]
                 request.headers.get("Authorization"), request.path
@@ -384,9 +393,10 @@ class Gateway:
 
     async def _on_message(self, conn: Connection, message: str | bytes) -> list[Output]:
         session = conn.session
-        if len(message) > self.s.max_frame_bytes:
+        size_bytes = len(message) if isinstance(message, bytes) else utf8_size(message)
+        if size_bytes > self.s.max_frame_bytes:
             raise ProtocolError(
-                "frame_too_large", f"frame of {len(message)} bytes exceeds MAX_FRAME_BYTES={self.s.max_frame_bytes}"
+                "frame_too_large", f"frame of {size_bytes} bytes exceeds MAX_FRAME_BYTES={self.s.max_frame_bytes}"
             )
         if isinstance(message, bytes):
             m.AUDIO_BYTES.inc(len(message))
@@ -583,3 +593,8 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
         log.info("gateway %s shutting down", gw.gateway_id)
     finally:
         await gw.stop()
+
+
+def utf8_size(text: str) -> int:
+    """The bytes ``text`` took on the wire (a character is 1 to 4 of them)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))

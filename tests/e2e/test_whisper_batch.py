@@ -3,6 +3,8 @@ the full window gives faster-whisper's own text, long audio and silence are hand
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import soxr
@@ -82,3 +84,42 @@ def test_finals_without_timestamps_are_one_segment_each(engine: WhisperEngine) -
     assert together[1].language == "en"
     assert plain.transcribe_batch([DecodeRequest(a, None, final=True)])[0].text == together[1].text  # as alone
     assert with_stamps.timed
+
+
+class DetectionSpy:
+    """The CTranslate2 model, with the encoder outputs language detection was given written down."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.shapes = model, []
+
+    def detect_language(self, encoded: Any) -> Any:
+        self.shapes.append(tuple(encoded.shape))
+        return self.model.detect_language(encoded)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def test_language_is_detected_from_the_whole_30_s_window_whatever_the_decode_window(engine: WhisperEngine) -> None:
+    """Whisper was trained on 30 s windows: detection from a shorter one flips with the CPU's rounding
+    (Spanish read as Arabic on one machine), so it must see the whole window (1500 encoder positions)
+    for interims and finals, whatever window the decode itself gets."""
+    pcm, rate, _ = asterisk_es("vm-intro")
+    es = soxr.resample(pcm16_to_float(pcm), rate, 16000).astype(np.float32)
+    en, _ = clip("0870")
+    spy = DetectionSpy(engine.model.model)
+    engine.model.model = spy
+    try:
+        got = engine.transcribe_batch(
+            [
+                DecodeRequest(es[: 16000 * 2], None, final=False),  # a first interim: 2 s
+                DecodeRequest(es, None, final=True),
+                DecodeRequest(en, None, final=True, encoder_pad_ms=0),  # the busy window, as tight as it gets
+                DecodeRequest(en, "en", final=True),  # a language known: no detection at all
+            ]
+        )
+    finally:
+        engine.model.model = spy.model
+    assert spy.shapes and all(shape[1] == 1500 for shape in spy.shapes), spy.shapes
+    assert sum(shape[0] for shape in spy.shapes) == 3  # one detection per item without a language
+    assert [t.language for t in got[1:]] == ["es", "en", "en"]

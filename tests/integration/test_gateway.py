@@ -80,6 +80,50 @@ async def test_bad_audio_frames(stack: Stack) -> None:
         assert (await recv_type(ws, "pong"))["type"] == "pong"
 
 
+async def test_a_text_frame_is_measured_in_bytes_not_characters(stack: Stack) -> None:
+    async with connect(stack.ws_url, max_size=None) as ws:
+        text = json.dumps({"type": "ping", "pad": "€" * 100_000}, ensure_ascii=False)  # 100,027 characters
+        await ws.send(text)
+        err = await recv_json(ws)
+        assert err["code"] == "frame_too_large" and err["fatal"] is False
+        assert f"frame of {len(text.encode())} bytes" in err["message"]  # 300,027
+
+
+async def handshake(port: int, *headers: str) -> tuple[int, str]:
+    """A raw WebSocket upgrade with exactly ``headers`` (duplicates too): the status and the body's start."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [
+            "GET / HTTP/1.1",
+            *headers,
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        async with asyncio.timeout(10):
+            status = int((await reader.readline()).split()[1])
+            body = (await reader.read(4096)).decode(errors="replace")
+        return status, body
+    finally:
+        writer.close()
+
+
+async def test_handshakes_a_rebinding_page_or_a_confused_proxy_would_make(stack: Stack) -> None:
+    port = stack.services[0].ws_port
+    assert (await handshake(port, f"Host: 127.0.0.1:{port}"))[0] == 101  # a plain client
+    assert (await handshake(port, f"Host: 127.0.0.1:{port}", "Origin: http://localhost:8080"))[0] == 101
+    # DNS rebinding: evil.example resolved to 127.0.0.1, so Host and Origin agree and both are the attacker's
+    status, body = await handshake(port, "Host: evil.example:5026", "Origin: http://evil.example:5026")
+    assert status == 403 and "PUBLIC_HOSTS" in body
+    for name, value in (("Host", f"127.0.0.1:{port}"), ("Origin", "http://localhost"), ("Authorization", "Bearer x")):
+        headers = [f"Host: 127.0.0.1:{port}"] if name != "Host" else []
+        status, body = await handshake(port, *headers, f"{name}: {value}", f"{name}: {value}")
+        assert status == 400 and f"more than one {name} header" in body, (name, status, body)
+    assert (await asyncio.to_thread(http_json, stack.services[0].health_url))[0] == 200  # and it is still well
+
+
 async def test_bad_client_does_not_disturb_a_good_one(stack: Stack) -> None:
     pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
 

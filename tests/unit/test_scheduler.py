@@ -69,25 +69,34 @@ def test_revoked_partitions_lose_their_decodes() -> None:
     assert drain(s) == [("a:0", True, 0)]
 
 
-def test_language_is_detected_once_per_utterance_then_per_session() -> None:
+def test_language_is_settled_by_the_whole_utterance_then_by_the_session() -> None:
     mem = LanguageMemory(stable_after=2, redetect_every=4, min_probability=0.7)
     first = utt("s", 0)
-    assert mem.language_for(first, given=None) is None  # nothing known: detect
-    mem.observe(first, "fr", 0.4, final=False)  # not confident: detect again next time
-    assert mem.language_for(first, given=None) is None
-    mem.observe(first, "es", 0.95, final=False)
-    assert mem.language_for(first, given=None) == "es"  # later interims and the final reuse it
-    assert mem.language_for(first, given="en") == "en"  # a language the client named always wins
-    mem.observe(first, "es", 1.0, final=True)
+    assert mem.language_for(first, given=None, final=False) is None  # nothing known: detect
+    mem.observe(first, "ar", 0.95, whole=False)  # an interim's first seconds: Whisper's guess wanders
+    assert mem.language_for(first, given=None, final=False) is None  # so it is never kept
+    assert mem.language_for(first, given=None, final=True) is None  # the final detects from all of it
+    mem.observe(first, "fr", 0.4, whole=True)  # not confident: detect again next time
+    assert mem.language_for(first, given=None, final=True) is None
+    mem.observe(first, "es", 0.95, whole=True)  # a guess at the final, at a pause
+    assert mem.language_for(first, given=None, final=True) == "es"  # the final reuses it
+    assert mem.language_for(first, given="en", final=True) == "en"  # a language the client named always wins
+    mem.finished(first, "es", 1.0)
     second = utt("s", 1)
-    assert mem.language_for(second, given=None) is None  # one utterance is not yet a stable session
-    mem.observe(second, "es", 0.9, final=True)
+    assert mem.language_for(second, given=None, final=False) == "es"  # interims: the session's language
+    assert mem.language_for(second, given=None, final=True) is None  # one utterance is not yet a stable session
+    mem.finished(second, "it", 0.5)  # an unsure final neither grows nor breaks the streak
+    mem.finished(second, "es", 0.9)
     third = utt("s", 2)
-    assert mem.language_for(third, given=None) == "es"  # stable after two: no detection at all
-    mem.observe(third, "es", 1.0, final=True)
-    mem.observe(utt("s", 3), "es", 1.0, final=True)
-    assert mem.language_for(utt("s", 4), given=None) is None  # every 4th utterance checks again
-    assert mem.language_for(utt("other"), given=None) is None  # sessions do not share
+    assert mem.language_for(third, given=None, final=True) == "es"  # stable after two: no detection at all
+    mem.finished(third, "es", 1.0)
+    mem.finished(utt("s", 3), "es", 1.0)
+    assert mem.language_for(utt("s", 4), given=None, final=True) is None  # every 4th utterance checks again
+    assert mem.language_for(utt("s", 4), given=None, final=False) == "es"
+    mem.finished(utt("s", 4), "de", 0.99)  # they switched: a new streak
+    assert mem.language_for(utt("s", 5), given=None, final=True) is None
+    assert mem.language_for(utt("s", 5), given=None, final=False) == "de"
+    assert mem.language_for(utt("other"), given=None, final=False) is None  # sessions do not share
 
 
 def test_speculative_finals_only_run_when_nothing_else_waits() -> None:
