@@ -115,7 +115,14 @@ class Gateway:
         self.kafka = KafkaEndpoint.from_settings(settings)
         self.producer = EventProducer(self.kafka, self.topics, self.codecs)
         self.dead_letters = DeadLetters("gateway", self.producer.send_dead_letter)
-        self.store = SessionStore(self.kafka, self.topics.sessions.name, self.codecs, self.dead_letters, self._on_state)
+        self.store = SessionStore(
+            self.kafka,
+            self.topics.sessions.name,
+            self.codecs,
+            self.dead_letters,
+            self._on_state,
+            delete=self.producer.delete_session,
+        )
         self.router = ResultRouter(self.kafka, self.topics.results.name, self.codecs, self.deliver, self.dead_letters)
         self.clients: dict[str, Connection | ApiConnection] = {}  # started sessions, by session id
         self.unstarted: dict[Connection, None] = {}  # connections yet to send start, oldest first
@@ -444,16 +451,19 @@ class Gateway:
         prior = None
         if msg.session_id:
             prior = await self.store.get(msg.session_id)
-            ClientSession.authorize_resume(msg, prior)
             # the connection that has the session now ends its open utterance before this one begins; two
-            # resumes at once: the later one takes it over from the earlier in turn
+            # resumes at once with one token: the first spends it, the other is refused
             while (old := self.clients.get(msg.session_id)) not in (None, conn):
                 assert old is not None
+                # checked against the newest state, the live connection's: its token may be newer than the
+                # store's (two resumes with the same token, the first not yet stored)
+                ClientSession.authorize_resume(msg, old.session.state or prior, conn.principal.name)
                 await self._supersede(old)
                 prior = await self.store.get(msg.session_id)
+            ClientSession.authorize_resume(msg, prior, conn.principal.name)  # before anything is written
         # from here to the registration no await: the limits hold however many start at once
         self.admissible(conn.principal)
-        outputs = session.start(msg, prior, min_epoch=self._last_epoch + 1)
+        outputs = session.start(msg, prior, conn.principal.name, min_epoch=self._last_epoch + 1)
         self._last_epoch = session.epoch
         assert session.session_id is not None
         self.unstarted.pop(conn, None)

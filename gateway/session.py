@@ -106,11 +106,14 @@ class ClientSession:
         return self.pipeline is not None
 
     # -- control messages ---------------------------------------------------------------------------
-    def start(self, msg: Start, prior: SessionState | None, min_epoch: int = 0) -> list[Output]:
-        """``min_epoch``: the connection's epoch is above it (the server keeps epochs unique)."""
+    def start(
+        self, msg: Start, prior: SessionState | None, owner: str = "anonymous", min_epoch: int = 0
+    ) -> list[Output]:
+        """``owner``: who asks (a key's name or a JWT's subject); ``min_epoch``: the connection's epoch is
+        above it (the server keeps epochs unique)."""
         self.validate(msg)
-        token = self.authorize_resume(msg, prior)
-        return self._start(msg, prior, token, min_epoch)
+        token = self.authorize_resume(msg, prior, owner)
+        return self._start(msg, prior, token, owner, min_epoch)
 
     def validate(self, msg: Start) -> None:
         """What can be checked of a start before anything happens (the server checks it before a takeover)."""
@@ -127,7 +130,7 @@ class ClientSession:
         if msg.translate and not msg.targets:
             raise ProtocolError("invalid_message", "translate=true needs a target_lang (or target_langs)")
 
-    def _start(self, msg: Start, prior: SessionState | None, token: str | None, min_epoch: int) -> list[Output]:
+    def _start(self, msg: Start, prior: SessionState | None, token: str, owner: str, min_epoch: int) -> list[Output]:
         s = self.s
         resumed = prior is not None
         if prior is not None:  # fields the client does not repeat carry over from the stored session
@@ -159,7 +162,8 @@ class ClientSession:
             audio_ms_total=start_ms,
             created_at_ms=prior.created_at_ms if prior else now_ms(),
             epoch=self.epoch,
-            resume_token_sha256=prior.resume_token_sha256 if prior else token_digest(token or ""),
+            resume_token_sha256=token_digest(token),  # a new token on every resume: the old one is spent
+            owner=owner,
             prompt=msg.prompt,
             hotwords=msg.hotwords,
         )
@@ -211,21 +215,27 @@ class ClientSession:
         return [*out, SaveState(self.state, durable=True), ToClient(ready)]
 
     @staticmethod
-    def authorize_resume(msg: Start, prior: SessionState | None) -> str | None:
-        """Session ids are issued by the server and resuming needs the secret token issued with them.
-        Returns the token of a new session (None when resuming)."""
+    def authorize_resume(msg: Start, prior: SessionState | None, owner: str) -> str:
+        """Session ids are issued by the server, and resuming needs the secret token of the latest ``ready``
+        and the principal that started the session. Returns the token for this connection's ``ready``: a
+        new one for a new session and for every resume (so a token that leaked is spent by the owner's
+        next reconnect). A stranger learns nothing: a session that does not exist and a wrong token get
+        the same answer."""
         if msg.session_id is None:
             return secrets.token_urlsafe(32)
-        if prior is None:
+        given = token_digest(msg.resume_token) if msg.resume_token else ""
+        stored = prior.resume_token_sha256 if prior is not None else None
+        # compared even when there is nothing to compare with: the answer takes as long either way
+        matches = hmac.compare_digest(given, stored or token_digest(secrets.token_urlsafe(16)))
+        if prior is None or not stored or not matches:
             raise ProtocolError(
                 "unknown_session",
-                f"no session {msg.session_id!r} to resume (ids are issued by the server in 'ready');"
-                " start without a session_id for a new session",
+                f"no session {msg.session_id!r} that this resume_token resumes (ids and tokens are issued in"
+                " 'ready', a new token on every resume); start without a session_id for a new session",
             )
-        given = token_digest(msg.resume_token) if msg.resume_token else ""
-        if not prior.resume_token_sha256 or not hmac.compare_digest(given, prior.resume_token_sha256):
-            raise ProtocolError("forbidden", "resuming a session needs the resume_token issued in its 'ready'")
-        return None
+        if prior.owner is not None and prior.owner != owner:
+            raise ProtocolError("forbidden", "this session was started with another API key or JWT subject")
+        return secrets.token_urlsafe(32)
 
     def handle(self, msg: SetLangs | Flush | Stop | Ping) -> list[Output]:
         if isinstance(msg, Ping):

@@ -6,14 +6,17 @@ local copy has caught up with the topic's end as of the call, so a state written
 instance is seen. A state older (by connection epoch) than the one already known is a stale write of a
 superseded connection and is ignored. ``on_change`` tells the gateway of every newer state, so a
 connection that another gateway took over is closed there. Unreadable states are dead-lettered
-(``streams.follower``).
+(``streams.follower``); one met in the topic's history at start only if it is still its session's last,
+and then its session is tombstoned (``delete``), so no restart meets it again: a state no gateway can read
+resumes nothing anyway. One whose schema is merely unknown here (a newer gateway wrote it) is kept.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from schemas.codec import CodecError, UnknownSchema
 from schemas.records import SessionState
 from streams.deadletter import DeadLetters
 from streams.endpoint import Kafka
@@ -31,12 +34,28 @@ class SessionStore:
         codecs: Codecs,
         dead_letters: DeadLetters,
         on_change: Callable[[SessionState], None] | None = None,
+        delete: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
+        """``delete(session_id)`` tombstones a session (unset: unreadable states are only dead-lettered)."""
         self.states: dict[str, SessionState] = {}
         self.on_change = on_change
+        self.delete = delete
         self._follower = TopicFollower(
-            bootstrap, topic, codecs.session, self._on_record, dead_letters, from_start=True, tombstones=True
+            bootstrap,
+            topic,
+            codecs.session,
+            self._on_record,
+            dead_letters,
+            from_start=True,
+            tombstones=True,
+            on_unreadable=self._on_unreadable,
         )
+
+    async def _on_unreadable(self, key: bytes, error: CodecError) -> None:
+        if self.delete is not None and not isinstance(error, UnknownSchema):
+            sid = key.decode(errors="replace")
+            log.warning("session %s: its last state is unreadable (%s); tombstoning it", sid, error)
+            await self.delete(sid)
 
     def _on_record(self, key: bytes | None, state: SessionState | None) -> None:
         sid = key.decode(errors="replace") if key else ""

@@ -80,7 +80,13 @@ _HEADER = struct.Struct(">bI")
 
 
 class CodecError(ValueError):
-    pass
+    """A value that cannot be read as its record type: not the wire format, a corrupt body, an invalid
+    record, or (:class:`UnknownSchema`) a writer schema this reader cannot resolve."""
+
+
+class UnknownSchema(CodecError):
+    """The writer's schema id is not known here (a newer writer, or the registry unreachable): the record
+    may be perfectly good, so it is never deleted for it."""
 
 
 class AvroRecord(Protocol):
@@ -117,7 +123,7 @@ class AvroCodec(Generic[R]):
         try:
             writer = self.schema if schema_id == self.schema_id else self.registry.schema_by_id(schema_id)
         except RegistryError as e:
-            raise CodecError(f"cannot resolve writer schema id {schema_id}: {e}") from e
+            raise UnknownSchema(f"cannot resolve writer schema id {schema_id}: {e}") from e
         try:
             return schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, self.schema)
         except Exception as e:  # fastavro raises several types on corrupt input

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from schemas.langs import normalize_lang
-from schemas.records import Result, ResultKind
+from schemas.records import Encoding, Result, ResultKind
 
 PROTOCOL_VERSION = 1
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -70,7 +70,7 @@ class _Targets(_Msg):
 class Start(_Targets):
     type: Literal["start"]
     sample_rate: int = Field(16000, description="Hz of the binary audio frames")
-    encoding: Literal["pcm_s16le", "pcm_f32le"] = "pcm_s16le"
+    encoding: Encoding = "pcm_s16le"
     channels: int = Field(1, ge=1)
     source_lang: str | None = None
     translate: bool = False
@@ -152,7 +152,7 @@ class Ready(_Out):
     target_lang: str | None
     target_langs: list[str] = []  # every target, target_lang first
     translate: bool
-    resume_token: str | None = None  # new sessions only: the secret a reconnect must present
+    resume_token: str | None = None  # the secret the next reconnect must present (a new one each time)
 
 
 class UtteranceStart(_Out):

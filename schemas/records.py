@@ -5,9 +5,22 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 AUDIO_SAMPLE_RATE_HZ = 16000  # audio events carry 16 kHz mono PCM16, whatever the client sent
+Encoding = Literal["pcm_s16le", "pcm_f32le"]  # the sample formats a client may stream
+MAX_CHANNELS = 64  # more than any record can mean (a gateway's MAX_CHANNELS is at most this)
+MAX_INPUT_RATE_HZ = 768_000  # likewise for a client's sample rate
+
+
+def _check(problems: list[str]) -> None:
+    """Raise ValueError naming every problem of a record read from Kafka (possibly hostile)."""
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _negative(record: object, *names: str) -> list[str]:
+    return [f"{n}={getattr(record, n)} is negative" for n in names if (getattr(record, n) or 0) < 0]
 
 
 def now_ms() -> int:
@@ -95,14 +108,14 @@ class AudioEvent:
 
     def check(self) -> None:
         """Raise ValueError for an event no consumer can use (read from Kafka, so possibly hostile)."""
+        problems = _negative(self, "seq", "utterance_index", "audio_offset_ms", "speech_start_ms", "speech_end_ms")
         if not self.session_id:
-            raise ValueError("empty session_id")
+            problems.append("empty session_id")
         if self.sample_rate_hz != AUDIO_SAMPLE_RATE_HZ:
-            raise ValueError(f"sample_rate_hz={self.sample_rate_hz}; audio events are {AUDIO_SAMPLE_RATE_HZ} Hz")
+            problems.append(f"sample_rate_hz={self.sample_rate_hz}; audio events are {AUDIO_SAMPLE_RATE_HZ} Hz")
         if len(self.pcm) % 2:
-            raise ValueError(f"{len(self.pcm)} bytes of PCM16 is not a whole number of samples")
-        if self.seq < 0 or self.utterance_index < 0 or self.audio_offset_ms < 0:
-            raise ValueError("seq, utterance_index and audio_offset_ms must not be negative")
+            problems.append(f"{len(self.pcm)} bytes of PCM16 is not a whole number of samples")
+        _check(problems)
 
 
 @dataclass(slots=True)
@@ -174,7 +187,30 @@ class Result:
             d["translation"] = Translation(**d["translation"])
         if d.get("error"):
             d["error"] = ErrorInfo(**d["error"])
-        return cls(**d)
+        result = cls(**d)
+        result.check()
+        return result
+
+    def check(self) -> None:
+        """Raise ValueError for a result no gateway or reader can use (read from Kafka, so possibly hostile)."""
+        problems = _negative(self, "utterance_index", "seq", "audio_start_ms", "audio_end_ms", "processing_ms")
+        if not self.session_id:
+            problems.append("empty session_id")
+        if self.audio_end_ms < self.audio_start_ms:
+            problems.append(f"audio_end_ms={self.audio_end_ms} is before audio_start_ms={self.audio_start_ms}")
+        if self.language_probability is not None and not 0.0 <= self.language_probability <= 1.0:
+            problems.append(f"language_probability={self.language_probability} is not a probability")
+        if not self.version:
+            problems.append("empty version")
+        for sg in self.segments:
+            if sg.start_ms < 0 or sg.end_ms < sg.start_ms:
+                problems.append(f"segment {sg.start_ms}..{sg.end_ms} ms is not a time range")
+                break
+        if self.kind is ResultKind.ERROR and self.error is None:
+            problems.append("an ERROR result without its error")
+        if self.kind is ResultKind.TRANSLATION and self.translation is None:
+            problems.append("a TRANSLATION result without its translation")
+        _check(problems)
 
 
 @dataclass(slots=True)
@@ -197,6 +233,7 @@ class SessionState:
     epoch: int = 0
     open_utterance_index: int | None = None
     resume_token_sha256: str | None = None
+    owner: str | None = None  # who started it: a key's name or a JWT's subject
     prompt: str | None = None
     hotwords: str | None = None
     target_langs: list[str] = field(default_factory=list)  # all targets, target_lang first
@@ -210,4 +247,19 @@ class SessionState:
 
     @classmethod
     def from_avro(cls, d: dict[str, Any]) -> SessionState:
-        return cls(**d)
+        state = cls(**d)
+        state.check()
+        return state
+
+    def check(self) -> None:
+        """Raise ValueError for a state no gateway can resume (read from Kafka, so possibly hostile)."""
+        problems = _negative(self, "next_utterance_index", "audio_ms_total", "epoch", "open_utterance_index")
+        if not self.session_id:
+            problems.append("empty session_id")
+        if not 0 < self.input_sample_rate_hz <= MAX_INPUT_RATE_HZ:
+            problems.append(f"input_sample_rate_hz={self.input_sample_rate_hz} is no sample rate")
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            problems.append(f"channels={self.channels} is not 1..{MAX_CHANNELS}")
+        if self.encoding not in get_args(Encoding):
+            problems.append(f"encoding={self.encoding!r} is not one of {', '.join(get_args(Encoding))}")
+        _check(problems)

@@ -39,6 +39,9 @@ class SourceRecord(Protocol):
     value: bytes | None
 
 
+Held = dict[bytes, tuple[SourceRecord, CodecError]]  # unreadable records by key, not dead-lettered yet
+
+
 class DeadLetters:
     """Dead-letters records for one consumer (``stage``: ``stt``, ``translate``, ``gateway-results``...)."""
 
@@ -64,10 +67,15 @@ class DeadLetters:
         if self._publish is not None:
             await self._publish(rec.key, rec.value, headers)
 
-    async def decode(self, codec: Codec[R], rec: SourceRecord) -> R | None:
-        """The typed record, or None once an unreadable or invalid one has been dead-lettered."""
+    async def decode(self, codec: Codec[R], rec: SourceRecord, held: Held | None = None) -> R | None:
+        """The typed record, or None once an unreadable or invalid one has been dead-lettered, or (with
+        ``held``) kept there by key instead: a follower replaying a compacted topic's history, where a later
+        record of the same key may supersede it, dead-letters what is left when it has caught up."""
         try:
             return await codec.decode_async(rec.value)
         except CodecError as e:
-            await self.send(rec, e, "undecodable")
+            if held is not None and rec.key is not None:
+                held[rec.key] = (rec, e)
+            else:
+                await self.send(rec, e, "undecodable")
             return None

@@ -4,19 +4,25 @@ Used by the gateway's results fan-out (from the end: only what is produced from 
 store (from the start of the compacted topic). Each record is decoded, handed to ``on_record`` and never
 allowed to stop the loop: an unreadable record, or one whose handling raises, goes to the dead-letter topic
 (``streams.deadletter``) and the next one is read.
+
+Replaying a compacted topic's history at start, an unreadable record is held back by key: a later record
+of the key (a newer state, a tombstone) supersedes it, and what is still held once the follower has caught
+up is dead-lettered then. Every unreadable record dead-lettered (live or from the history) that has a key
+is handed to ``on_unreadable`` (the session store tombstones its session), so a gateway's every restart
+does not dead-letter the same old records again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from schemas.codec import Codec
-from streams.deadletter import DeadLetters, R
+from schemas.codec import Codec, CodecError
+from streams.deadletter import DeadLetters, Held, R
 from streams.endpoint import Kafka, endpoint
 from streams.topics import assign_all_partitions
 
@@ -35,8 +41,10 @@ class TopicFollower(Generic[R]):
         from_start: bool,
         tombstones: bool = False,
         max_records: int = 500,
+        on_unreadable: Callable[[bytes, CodecError], Awaitable[None]] | None = None,
     ) -> None:
-        """``on_record(key, record)``; ``record`` is None for a tombstone (only when ``tombstones``)."""
+        """``on_record(key, record)``; ``record`` is None for a tombstone (only when ``tombstones``);
+        ``on_unreadable(key, error)``: an unreadable record, the key's last, was dead-lettered."""
         self.topic = topic
         self.codec = codec
         self.on_record = on_record
@@ -50,7 +58,10 @@ class TopicFollower(Generic[R]):
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_start else "latest",
         )
+        self.on_unreadable = on_unreadable
         self._tps: list[TopicPartition] = []
+        self._history: dict[TopicPartition, int] = {}  # end offsets at start, while replaying up to them
+        self._held: Held = {}
         self._task: asyncio.Task[None] | None = None
         self.running = False
 
@@ -59,6 +70,8 @@ class TopicFollower(Generic[R]):
         self._tps = await assign_all_partitions(self._consumer, self.topic, timeout_s)
         if self.from_start:
             await self._consumer.seek_to_beginning(*self._tps)
+            ends = await self._consumer.end_offsets(self._tps)
+            self._history = {tp: end for tp, end in ends.items() if end > 0}
         else:
             await self._consumer.seek_to_end(*self._tps)
             for tp in self._tps:  # resolve positions now, so nothing produced after start() is skipped
@@ -73,6 +86,8 @@ class TopicFollower(Generic[R]):
                 for records in batch.values():
                     for rec in records:
                         await self._handle(rec)
+                if self._history:
+                    await self._replayed()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -82,15 +97,37 @@ class TopicFollower(Generic[R]):
 
     async def _handle(self, rec: ConsumerRecord[bytes, bytes]) -> None:
         record: R | None = None
+        replaying = rec.offset < self._history.get(TopicPartition(rec.topic, rec.partition), 0)
+        if replaying and rec.key is not None:
+            self._held.pop(rec.key, None)  # superseded by this one
         if not (self.tombstones and rec.value is None):
-            record = await self.dead_letters.decode(self.codec, rec)
+            held: Held = self._held if replaying else {}
+            record = await self.dead_letters.decode(self.codec, rec, held)
             if record is None:
+                if not replaying:
+                    await self._unreadable(held)
                 return
         try:
             self.on_record(rec.key, record)
         except Exception as e:
             log.exception("handling %s failed", self.topic)
             await self.dead_letters.send(rec, e, "handler_failed")
+
+    async def _replayed(self) -> None:
+        """Once the history is read: dead-letter the unreadable records that were their key's last."""
+        for tp, end in list(self._history.items()):
+            if await self._consumer.position(tp) >= end:
+                del self._history[tp]
+        if self._history:
+            return
+        held, self._held = self._held, {}
+        await self._unreadable(held)
+
+    async def _unreadable(self, held: Held) -> None:
+        for key, (rec, error) in held.items():
+            await self.dead_letters.send(rec, error, "undecodable")
+            if self.on_unreadable is not None:
+                await self.on_unreadable(key, error)
 
     async def wait_caught_up(self, timeout_s: float) -> None:
         """Return once every record in the topic as of this call has been handled."""

@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     import httpx  # type: ignore[no-redef]
 
 from babelstream.settings import Settings
-from schemas.codec import CodecError, R, RegistryError, load_schema_json, schema_id_of, typed
+from schemas.codec import CodecError, R, RegistryError, UnknownSchema, load_schema_json, schema_id_of, typed
 
 __all__ = ["ConfluentRegistry", "RegistryCodec", "RegistryError"]
 
@@ -179,7 +179,7 @@ class RegistryCodec(Generic[R]):
         schema_id = schema_id_of(data)
         assert data is not None
         if (why := self.registry.known_unknown(schema_id)) is not None:
-            raise CodecError(f"cannot resolve writer schema id {schema_id}: {why}")
+            raise UnknownSchema(f"cannot resolve writer schema id {schema_id}: {why}")
         if self._deserializer is None:
             self._deserializer = await AsyncAvroDeserializer(self.registry.async_client, self.schema_str)
         delay_s, not_found = 0.5, 0
@@ -194,7 +194,7 @@ class RegistryCodec(Generic[R]):
                     not_found += 1
                     if not_found >= UNKNOWN_AFTER_TRIES:
                         self.registry.remember_unknown(schema_id, str(e))
-                        raise CodecError(f"cannot resolve writer schema id {schema_id}: {e}") from e
+                        raise UnknownSchema(f"cannot resolve writer schema id {schema_id}: {e}") from e
                 problem: BaseException = e
             except (httpx.TransportError, OSError, json.JSONDecodeError) as e:  # away, or a proxy's error page
                 problem = e

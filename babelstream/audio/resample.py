@@ -5,13 +5,12 @@ Uses soxr's streaming resampler, so chunk boundaries leave no clicks and no samp
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import soxr
 
-TARGET_RATE_HZ = 16000
-Encoding = Literal["pcm_s16le", "pcm_f32le"]
+from schemas.records import AUDIO_SAMPLE_RATE_HZ, Encoding
+
+TARGET_RATE_HZ = AUDIO_SAMPLE_RATE_HZ
 _SAMPLE_BYTES: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4}
 
 

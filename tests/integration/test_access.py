@@ -110,6 +110,32 @@ async def test_keys_tokens_and_browsers_get_in(secured: Secured) -> None:
     assert wer(ref, rep.text) < 0.2
 
 
+async def test_a_session_resumes_only_under_the_key_or_subject_that_started_it(secured: Secured) -> None:
+    alice = {"Authorization": f"Bearer {secured.keys['alice']}"}
+    bob = {
+        "Authorization": "Bearer "
+        + jwt.encode({"sub": "bob", "aud": "babelstream", "exp": int(time.time()) + 60}, JWT_SECRET)
+    }
+
+    async def resume(headers: dict[str, str], sid: str, token: str) -> dict:
+        async with connect(secured.ws_url, ssl=secured.tls, additional_headers=headers) as ws:
+            await ws.send(json.dumps({"type": "start", "session_id": sid, "resume_token": token}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    first = await ready_over(secured, **alice)
+    sid, token = first["session_id"], first["resume_token"]
+    refused = await resume(bob, sid, token)  # bob holds alice's token (it leaked): still not his session
+    assert refused["code"] == "forbidden" and token not in json.dumps(refused)
+    again = await resume(alice, sid, token)
+    assert again["type"] == "ready" and again["resumed"] is True and again["resume_token"] != token
+    stranger = await resume(bob, sid, "guessed")  # a wrong token: the same answer as a session that is not there
+    missing = await resume(bob, "f" * 32, "guessed")
+    assert stranger["code"] == missing["code"] == "unknown_session"
+    assert stranger["message"].replace(sid, "ID") == missing["message"].replace("f" * 32, "ID")
+    assert (await resume(alice, sid, token))["code"] == "unknown_session"  # the spent token opens nothing
+    assert (await resume(alice, sid, again["resume_token"]))["type"] == "ready"
+
+
 async def test_a_key_has_its_own_session_limit_and_metrics_need_credentials(secured: Secured) -> None:
     solo = secured.keys["solo"]
     async with connect(secured.ws_url, ssl=secured.tls, additional_headers={"Authorization": f"Bearer {solo}"}) as a:

@@ -164,13 +164,17 @@ async def _resume_on(stack: Stack, gw2: Service) -> None:
         resume = {"type": "start", "session_id": sid, "resume_token": token, "received_up_to": 0}
         await ws.send(json.dumps(resume))
         ready = await recv_json(ws)
-    assert ready["resumed"] is True and ready["next_utterance_index"] == 1 and ready["resume_token"] is None
+    assert ready["resumed"] is True and ready["next_utterance_index"] == 1
+    assert ready["resume_token"] and ready["resume_token"] != token  # a new token each resume
     assert (ready["source_lang"], ready["target_lang"], ready["translate"]) == ("en", "pt", True)
+    async with connect(gw2.ws_url) as ws:  # the token that resume presented is spent
+        await ws.send(json.dumps(resume))
+        assert (await recv_json(ws))["code"] == "unknown_session"
     second = await stream_audio(
         gw2.ws_url,
         pcm,
         session_id=sid,
-        resume_token=token,
+        resume_token=ready["resume_token"],
         timeout_s=120,
         pace=0,
         wait_translations=True,

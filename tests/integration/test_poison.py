@@ -17,7 +17,7 @@ from babelstream.settings import load_settings
 from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState
 from streams.topics import Codecs, Topics, partition_ids, topic_specs
 from tests.audio import librivox, wer
-from tests.stack import Stack, http_json
+from tests.stack import Service, Stack, http_json, http_text
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -130,3 +130,74 @@ async def test_poison_session_state_does_not_stop_resume(stack: Stack) -> None:
         await ws.send(json.dumps(resume))
         ready = json.loads(await asyncio.wait_for(ws.recv(), 15))
     assert ready["type"] == "ready" and ready["resumed"] is True and ready["source_lang"] == "en"
+
+
+async def dead_letters_of(svc: Service, topic: str) -> float:
+    """babelstream_dead_letters_total of ``topic`` in one service's /metrics."""
+    exposition = await asyncio.to_thread(http_text, svc.base_url + "/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("babelstream_dead_letters_total{") and f'topic="{topic}"' in line
+    )
+
+
+async def test_absurd_records_are_dead_lettered_once_not_on_every_gateway_start(stack: Stack) -> None:
+    """Decodable but absurd records (negative indexes, channels=0, encoding=mp3) are dead-lettered like
+    undecodable ones; an unreadable session state is dead-lettered once, by the gateways that follow the
+    topic when it arrives, and tombstoned, so a gateway started later does not dead-letter it again."""
+    topics, codecs = contract(stack)
+    tag = uuid.uuid4().hex[:8]
+    absurd_results = [
+        codecs.result.encode(Result(f"r-{tag}", -1, ResultKind.FINAL, "x")),
+        codecs.result.encode(Result(f"r-{tag}", 0, ResultKind.FINAL, "x", audio_start_ms=900, audio_end_ms=100)),
+        codecs.result.encode(Result(f"r-{tag}", 0, ResultKind.ERROR)),  # an error that says nothing
+    ]
+    await produce_everywhere(stack.bootstrap, topics.results.name, f"r-{tag}".encode(), absurd_results)
+    good = SessionState(f"s-{tag}", "gw", 16000, 0)
+    absurd_states = [
+        codecs.session.encode(SessionState(f"s-{tag}", "gw", 16000, 0, channels=0)),
+        codecs.session.encode(SessionState(f"s-{tag}", "gw", 16000, 0, encoding="mp3")),
+        codecs.session.encode(SessionState(f"s-{tag}", "gw", 16000, -3)),
+    ]
+    key = f"s-{tag}".encode()
+    await produce_everywhere(stack.bootstrap, topics.sessions.name, key, [codecs.session.encode(good), *absurd_states])
+    parts = len(await partition_ids(stack.bootstrap, topics.sessions.name))
+
+    def said(seen: list[Dead], topic: str, words: str) -> int:
+        return sum(
+            d["__connect.errors.topic"] == topic and words in d["__connect.errors.exception.message"] for d in seen
+        )
+
+    dead = await wait_dead_letters(
+        stack.bootstrap,
+        topics.dlq.name,
+        lambda seen: (
+            said(seen, topics.sessions.name, "next_utterance_index=-3") >= parts
+            and said(seen, topics.results.name, "without its error") >= parts
+        ),
+        30,
+    )
+    messages = {d["__connect.errors.exception.message"] for d in dead}
+    for said in (
+        "channels=0",
+        "encoding='mp3'",
+        "next_utterance_index=-3",
+        "before audio_start_ms",
+        "without its error",
+    ):
+        assert any(said in m for m in messages), (said, messages)
+    # a gateway started now replays the sessions topic's history: the absurd states are behind a tombstone
+    gw = stack.start_gateway()
+    try:
+        await asyncio.to_thread(stack.wait_healthy, [gw])
+        # unreadable records written after it started, twice: it dead-letters them live, and by the second
+        # it has certainly finished its replay of the history (and dead-lettered whatever that held)
+        for round_ in (1, 2):
+            await produce_everywhere(stack.bootstrap, topics.sessions.name, f"z{round_}-{tag}".encode(), [b"\x00" * 7])
+            async with asyncio.timeout(30):
+                while (seen := await dead_letters_of(gw, topics.sessions.name)) < round_ * parts:
+                    await asyncio.sleep(0.2)
+        assert seen == 2 * parts, f"the new gateway dead-lettered {seen - 2 * parts} old session records again"
+    finally:
+        await asyncio.to_thread(stack.retire, gw)

@@ -94,9 +94,11 @@ def test_resume_continues_counters_and_inherits_languages() -> None:
     sess = session()
     out = start(sess, prior, session_id="s-1", resume_token="secret", target_lang="pt")
     ready = out[1].message
-    assert ready.resumed and ready.next_utterance_index == 5 and ready.resume_token is None
+    assert ready.resumed and ready.next_utterance_index == 5
     assert (ready.source_lang, ready.target_lang, ready.translate) == ("es", "pt", True)
-    assert sess.epoch > prior.epoch and out[0].state.resume_token_sha256 == prior.resume_token_sha256
+    # a new token on every resume: the one just presented is spent
+    assert ready.resume_token and ready.resume_token != "secret"
+    assert sess.epoch > prior.epoch and out[0].state.resume_token_sha256 == token_digest(ready.resume_token)
     pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
     events = [o.event for o in sess.audio(pcm + silence(1500)) if isinstance(o, Produce)]
     assert events[0].utterance_index == 5 and events[0].audio_offset_ms >= 42_000 - 1000
@@ -104,19 +106,52 @@ def test_resume_continues_counters_and_inherits_languages() -> None:
 
 
 @pytest.mark.parametrize(
-    ("prior", "token", "code"),
+    ("prior", "token", "owner"),
     [
-        (None, "secret", "unknown_session"),  # ids are server-issued: a made-up one resumes nothing
-        (stored(), None, "forbidden"),
-        (stored(), "guess", "forbidden"),
-        (stored(resume_token_sha256=None), "secret", "forbidden"),  # a state from before tokens existed
+        (None, "secret", "anonymous"),  # ids are server-issued: a made-up one resumes nothing
+        (stored(), None, "anonymous"),
+        (stored(), "guess", "anonymous"),
+        (stored(resume_token_sha256=None), "secret", "anonymous"),  # a state from before tokens existed
+        (None, "guess", "alice"),
     ],
 )
-def test_resume_needs_the_token(prior: SessionState | None, token: str | None, code: str) -> None:
+def test_a_stranger_cannot_tell_a_missing_session_from_a_wrong_token(
+    prior: SessionState | None, token: str | None, owner: str
+) -> None:
     fields = {"session_id": "s-1", "received_up_to": -1} | ({"resume_token": token} if token else {})
     with pytest.raises(ProtocolError) as e:
-        start(session(), prior, **fields)
-    assert e.value.code == code
+        session().start(parse_client_message(json.dumps({"type": "start", **fields})), prior, owner)  # type: ignore[arg-type]
+    assert e.value.code == "unknown_session"
+    assert e.value.message == refusal_of_a_made_up_id()  # the same words whatever the case
+
+
+def refusal_of_a_made_up_id() -> str:
+    with pytest.raises(ProtocolError) as e:
+        start(session(), None, session_id="s-1", resume_token="nothing")
+    return e.value.message
+
+
+def test_a_session_resumes_only_under_the_principal_that_started_it() -> None:
+    sess = session()
+    out = sess.start(parse_client_message('{"type": "start"}'), None, "alice")  # type: ignore[arg-type]
+    state, token = out[0].state, out[1].message.resume_token
+    assert state.owner == "alice"
+    resume = parse_client_message(json.dumps({"type": "start", "session_id": state.session_id, "resume_token": token}))
+    with pytest.raises(ProtocolError) as e:
+        session().start(resume, state, "bob")  # type: ignore[arg-type]
+    assert e.value.code == "forbidden"  # bob holds the token, so nothing is revealed by saying so
+    again = session().start(resume, state, "alice")  # type: ignore[arg-type]
+    assert again[0].state.owner == "alice" and again[1].message.resume_token not in (None, token)
+    with pytest.raises(ProtocolError) as e:  # the token the resume spent opens nothing any more
+        session().start(resume, again[0].state, "alice")  # type: ignore[arg-type]
+    assert e.value.code == "unknown_session"
+    before_owners = stored(owner=None)  # a record from before owners: the token alone, then bound
+    out = session().start(
+        parse_client_message('{"type": "start", "session_id": "s-1", "resume_token": "secret"}'),  # type: ignore[arg-type]
+        before_owners,
+        "carol",
+    )
+    assert out[0].state.owner == "carol"
 
 
 def test_an_index_is_reserved_durably_before_its_first_audio() -> None:

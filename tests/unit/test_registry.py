@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -167,7 +168,7 @@ def test_records_from_before_target_langs_keep_their_one_target(schema_file: str
     from schemas.codec import PinnedRegistry, pinned_ids
 
     record = make()
-    assert pinned_ids()[record.SCHEMA] == {105: 106, 102: 107, 104: 108}[schema_id]
+    assert pinned_ids()[record.SCHEMA] == {105: 106, 102: 107, 104: 109}[schema_id]
     decoded = AvroCodec(type(record), PinnedRegistry(), "x-value").decode(
         written_with(schema_file, schema_id, record.to_avro())
     )
@@ -203,3 +204,40 @@ def test_registry_settings_become_the_clients_configuration(tmp_path) -> None:  
 
     ctx = SerializationContext("babel.results.v1", MessageField.VALUE)
     assert registry.strategy(ctx, Result.SCHEMA) == "babel.results.v1-io.babelstream.results.Result"
+
+
+def test_session_states_from_before_owners_resume_under_whoever_holds_the_token() -> None:
+    """SessionState 109 added ``owner``: a state written with 108 decodes with none (the next resume sets it)."""
+    from schemas.codec import PinnedRegistry
+    from schemas.records import SessionState
+
+    data = written_with("session_state.108.avsc", 108, SessionState("s-old", "gw", 16000, 3, owner="x").to_avro())
+    st = AvroCodec(SessionState, PinnedRegistry(), "x-value").decode(data)
+    assert (st.session_id, st.next_utterance_index, st.owner) == ("s-old", 3, None)
+
+
+@pytest.mark.parametrize(
+    ("record", "said"),
+    [
+        (lambda: Result("s", -1, ResultKind.FINAL, "x"), "utterance_index=-1 is negative"),
+        (lambda: Result("s", 0, ResultKind.FINAL, "x", audio_start_ms=900, audio_end_ms=100), "before audio_start_ms"),
+        (lambda: Result("s", 0, ResultKind.FINAL, "x", language_probability=7.0), "not a probability"),
+        (lambda: Result("s", 0, ResultKind.ERROR), "without its error"),
+        (lambda: Result("s", 0, ResultKind.TRANSLATION, "x"), "without its translation"),
+        (lambda: Result("", 0, ResultKind.FINAL, "x"), "empty session_id"),
+        (lambda: SessionState("s", "gw", 16000, 0, channels=0), "channels=0"),
+        (lambda: SessionState("s", "gw", 16000, 0, encoding="mp3"), "encoding='mp3'"),
+        (lambda: SessionState("s", "gw", 0, 0), "input_sample_rate_hz=0"),
+        (lambda: SessionState("s", "gw", 16000, -2, open_utterance_index=-1), "next_utterance_index=-2"),
+        (lambda: AudioEvent("s", 0, -1, AudioEventKind.CHUNK, b"", 0, speech_end_ms=-5), "speech_end_ms=-5"),
+    ],
+)
+def test_decodable_but_absurd_records_are_invalid(record, said: str) -> None:  # type: ignore[no-untyped-def]
+    """Every record type read from Kafka is checked, not only audio events: the message names the problem."""
+    from schemas.codec import PinnedRegistry
+
+    r = record()
+    codec = AvroCodec(type(r), PinnedRegistry(), "x-value")
+    data = codec.encode(r)  # writing does not check: a hostile or buggy producer can write anything
+    with pytest.raises(CodecError, match=re.escape(said)):
+        codec.decode(data)
