@@ -5,12 +5,14 @@ subtitle export) and replay (re-transcription of stored audio)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas.records import Result
 from streams.deadletter import DeadLetters
 from streams.endpoint import Kafka, endpoint
+from streams.lifetime import running
 from streams.topics import Codecs, partition_ids, partition_of
 
 
@@ -36,8 +38,7 @@ async def read_range(
     """Yield the records of ``tps`` in the range, partition by partition in offset order. ``progress``, if
     given, is set to ``[records read, records in the range]`` as reading goes."""
     consumer = AIOKafkaConsumer(**endpoint(bootstrap).client_kwargs(), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
+    async with running(consumer, consumer.stop):
         consumer.assign(tps)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
@@ -68,8 +69,6 @@ async def read_range(
                     yield rec
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-    finally:
-        await consumer.stop()
 
 
 async def read_session_results(
@@ -84,9 +83,11 @@ async def read_session_results(
     and the others are still returned."""
     key = session_id.encode()
     out: list[Result] = []
-    async for rec in read_range(bootstrap, await topic_partitions(bootstrap, topic, session_id), since_ms=since_ms):
-        if rec.key != key:
-            continue
-        if (r := await dead_letters.decode(codecs.result, rec)) is not None:
-            out.append(r)
+    tps = await topic_partitions(bootstrap, topic, session_id)
+    async with aclosing(read_range(bootstrap, tps, since_ms=since_ms)) as records:  # closed when cancelled too
+        async for rec in records:
+            if rec.key != key:
+                continue
+            if (r := await dead_letters.decode(codecs.result, rec)) is not None:
+                out.append(r)
     return out

@@ -30,6 +30,7 @@ from babelstream.settings import Settings
 from schemas.codec import AvroCodec, Codec, PinnedRegistry
 from schemas.records import AudioEvent, Result, SessionState
 from streams.endpoint import Kafka, endpoint
+from streams.lifetime import running
 from streams.registry import ConfluentRegistry, RegistryCodec
 
 log = logging.getLogger(__name__)
@@ -139,8 +140,7 @@ def partition_of(session_id: str, partitions: int) -> int:
 async def ensure_topics(bootstrap: Kafka, specs: list[TopicSpec], timeout_ms: int = 30000) -> None:
     """Create missing topics and grow partition counts; idempotent, safe to call from every service."""
     admin = AIOKafkaAdminClient(**endpoint(bootstrap).client_kwargs(), request_timeout_ms=timeout_ms)
-    await admin.start()
-    try:
+    async with running(admin, admin.close):
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
@@ -168,18 +168,13 @@ async def ensure_topics(bootstrap: Kafka, specs: list[TopicSpec], timeout_ms: in
             except InvalidPartitionsError:
                 # another service grew it (or created it) a moment ago; look again
                 await asyncio.sleep(0.2 * (attempt + 1))
-    finally:
-        await admin.close()
 
 
 async def partition_ids(bootstrap: Kafka, topic: str, timeout_ms: int = 30000) -> list[int]:
     """The partitions of ``topic`` (empty if it does not exist)."""
     admin = AIOKafkaAdminClient(**endpoint(bootstrap).client_kwargs(), request_timeout_ms=timeout_ms)
-    await admin.start()
-    try:
+    async with running(admin, admin.close):
         described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
     return sorted(
         p["partition"] for d in described if d["topic"] == topic and not d["error_code"] for p in d["partitions"]
     )
