@@ -305,14 +305,21 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
                 continue
             clock_ms = now_ms()
             action = assembler.add(ev, clock_ms, partition=event.message.partition, tag=event)
-            for stale in assembler.abandoned(clock_ms):
-                want(stale)
             if isinstance(action, Interim | Speculate | Final):
                 want(action)
             elif isinstance(action, Discard):
                 ERRORS.labels(action.reason).inc()
                 ack(event)
             OPEN.set(len(assembler.open))
+
+    @app.timer(max(1.0, assembler.abandon_after_ms / 4000))
+    async def finalise_abandoned() -> None:
+        """An utterance whose gateway went away with no takeover is finalised with what it has once nothing
+        came for it for ``abandon_after_ms``, whether or not other events arrive on its partition (on an
+        idle one its events would stay unacked and the lag above 0, keeping an autoscaler up)."""
+        for stale in assembler.abandoned(now_ms()):
+            want(stale)
+        OPEN.set(len(assembler.open))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:

@@ -128,3 +128,55 @@ async def test_worker_killed_mid_utterance_loses_nothing(kafka_bootstrap: str, t
         collector.cancel()
         await consumer.stop()
         await asyncio.to_thread(st.stop)
+
+
+async def test_an_abandoned_utterance_is_finalised_on_an_idle_partition(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A gateway gone mid-utterance with no takeover: nothing more arrives on the partition, yet the
+    utterance is finalised after the abandon time (4 x MAX_UTTERANCE_S) and its events are acked, so the
+    consumer lag an autoscaler reads goes back to 0."""
+    st = Stack(
+        kafka_bootstrap,
+        tmp_path,
+        {"AUDIO_PARTITIONS": "2", "RESULTS_PARTITIONS": "1", "STT_ENGINE": "null", "MAX_UTTERANCE_S": "1"},
+    )
+    settings = load_settings(
+        kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=st.prefix, audio_partitions=2, results_partitions=1
+    )
+    topics = topic_specs(settings)
+    codecs = Codecs.create(settings, topics)
+    await ensure_topics(kafka_bootstrap, topics.all())
+    consumer = AIOKafkaConsumer(
+        topics.results.name, bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        worker = st.start_worker("stt")
+        await asyncio.to_thread(st.wait_healthy, [worker], 180)
+        await asyncio.to_thread(st.wait_assigned, [worker], 2)
+        sid = f"gone-{uuid.uuid4().hex[:8]}"
+        pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0870")
+        async with EventProducer(kafka_bootstrap, topics, codecs) as producer:
+            for seq in range(2):  # one second of speech, then the gateway is gone: no END, ever
+                chunk = pcm[seq * 16000 : (seq + 1) * 16000]
+                await (await producer.send_audio(AudioEvent(sid, 0, seq, AudioEventKind.CHUNK, chunk, seq * 500)))
+        final = None
+        async with asyncio.timeout(60):
+            while final is None:
+                for recs in (await consumer.getmany(timeout_ms=200)).values():
+                    mine = [codecs.result.decode(r.value) for r in recs if r.key == sid.encode()]
+                    final = next((r for r in mine if r.kind is ResultKind.FINAL), final)
+        assert final.audio_end_ms - final.audio_start_ms >= 900  # what it had
+        async with asyncio.timeout(30):  # acked: the lag of every audio partition is back to 0
+            while True:
+                metrics = await asyncio.to_thread(http_text, worker.base_url + "/metrics")
+                lags = [
+                    float(ln.split()[-1])
+                    for ln in metrics.splitlines()
+                    if ln.startswith("babelstream_consumer_lag{") and topics.audio.name in ln
+                ]
+                if lags and not any(lags):
+                    break
+                await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+        await asyncio.to_thread(st.stop)
