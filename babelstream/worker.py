@@ -9,6 +9,7 @@ import signal
 
 import faust
 
+from babelstream.logs import hold_back_repeats
 from babelstream.settings import Settings
 from streams.app import create_app
 from streams.endpoint import KafkaEndpoint
@@ -72,6 +73,7 @@ def run_worker(settings: Settings, role: str, loglevel: str = "info") -> None:
 
     @app.task
     async def _install_diagnostics() -> None:
+        hold_back_repeats()  # Faust's worker has set up its logging by now
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
         faulthandler.register(signal.SIGUSR2, all_threads=True)
 

@@ -242,11 +242,22 @@ class Gateway:
         }
         return web.json_response(body, status=200 if status == "ok" else 503)
 
-    async def _probe_kafka(self, every_s: float = 5.0) -> None:
+    async def _probe_kafka(self, every_s: float = 5.0, remind_s: float = 30.0) -> None:
+        """Whether Kafka answers, every ``every_s``; while it does not, one line every ``remind_s`` says for
+        how long (the client library's own errors are held back: ``babelstream.logs``)."""
+        loop = asyncio.get_running_loop()
+        down_since_s = reminded_s = 0.0
         while True:
             ok = await self.producer.kafka_reachable(every_s)
-            if ok != self.kafka_ok:
-                log.warning("Kafka is %s", "reachable again" if ok else "unreachable")
+            now_s = loop.time()
+            if ok and not self.kafka_ok:
+                log.warning("Kafka is reachable again after %.0f s", now_s - down_since_s)
+            elif not ok and self.kafka_ok:
+                down_since_s = reminded_s = now_s
+                log.warning("Kafka is unreachable")
+            elif not ok and now_s - reminded_s >= remind_s:
+                reminded_s = now_s
+                log.warning("Kafka unreachable for %.0f s", now_s - down_since_s)
             self.kafka_ok = ok
             m.KAFKA_UP.set(int(ok))
             await asyncio.sleep(every_s)
