@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     max_sample_rate_hz: int = 192_000
     max_channels: int = 8
     client_queue_max: int = Field(default=256, description="outgoing messages buffered per client")
+    keepalive_interval_s: float = Field(default=20.0, gt=0, description="a ping to each idle client this often")
+    keepalive_timeout_s: float = Field(
+        default=20.0, gt=0, description="a client whose pong is this late is closed (1011), unless being paced"
+    )
     max_pending_utterances: int = Field(default=8, description="utterances awaiting a final, per session")
     max_sessions: int = 1000
     session_idle_timeout_s: float = Field(default=300.0, description="close clients silent for this long")

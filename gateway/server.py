@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
 from babelstream.engines.translate import TranslationRouter
@@ -49,6 +50,12 @@ from streams.topics import Codecs, ensure_topics, topic_specs
 log = logging.getLogger(__name__)
 
 BACKFILL_MARGIN_MS = 60_000  # results up to this long before the disconnect are looked at again
+FRAMES_READ_AHEAD = 4  # frames websockets reads ahead of the handler per connection (then TCP pushes back)
+OVERSIZE_FACTOR = 2  # frames up to this many times MAX_FRAME_BYTES get frame_too_large, larger ones 1009
+
+
+class ClientGone(Exception):
+    """The client closed or dropped its connection while its audio was being paced."""
 
 
 class Connection:
@@ -62,8 +69,38 @@ class Connection:
         self.pacer = pacer
         self.principal: Principal = getattr(ws, "principal", ANONYMOUS)  # set by the handshake's auth check
         self.paced = False  # told once that its audio is being paced
+        self.paced_until_s = 0.0  # the loop's time its last pacing delay ends
         self.writer_task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()  # set once the handler has ended the session's open utterance
+        self._closed: asyncio.Future[None] | None = None
+
+    async def hold(self, delay_s: float) -> None:
+        """Wait ``delay_s`` before reading on (pacing), or raise :class:`ClientGone` as soon as the client
+        is gone: what it left in the buffers is not paced into Kafka long after it left."""
+        if self._closed is None:
+            self._closed = asyncio.ensure_future(self.ws.wait_closed())
+        self.paced_until_s = asyncio.get_running_loop().time() + delay_s
+        await asyncio.wait({self._closed}, timeout=delay_s)
+        if self._closed.done() or self.ws.state is not State.OPEN:
+            raise ClientGone
+
+    async def keepalive(self, interval_s: float, timeout_s: float) -> None:
+        """Ping every ``interval_s``; close with 1011 when a pong is ``timeout_s`` late, unless the client's
+        audio is being paced: it is alive by definition (what it sent waits unread, and its pong behind
+        it), where websockets' own keepalive would close it. The pings still go out meanwhile: writing is
+        how a gone client is noticed while its socket is not being read."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(interval_s)
+                pong = await self.ws.ping()
+                try:
+                    await asyncio.wait_for(asyncio.shield(pong), timeout_s)
+                except TimeoutError:
+                    if loop.time() < self.paced_until_s + timeout_s:
+                        continue  # its pong is behind its audio
+                    await self.ws.close(1011, "keepalive ping timeout")
+                    return
 
     def close_with(self, error: ErrorMsg, code: int = 1008) -> None:
         """Send a fatal error, then close: the handler's receive loop ends and cleans up."""
@@ -172,10 +209,9 @@ class Gateway:
             self.handler,
             self.s.gateway_host,
             self.s.gateway_port,
-            max_size=self.s.max_frame_bytes * 16,
-            max_queue=32,
-            ping_interval=20,
-            ping_timeout=20,
+            max_size=self.s.max_frame_bytes * OVERSIZE_FACTOR,  # what one connection may buffer is bounded:
+            max_queue=FRAMES_READ_AHEAD,  # a few frames (then TCP back-pressure), each at most this large
+            ping_interval=None,  # Connection.keepalive instead: it does not close a client being paced
             process_request=self._check_handshake,
             ssl=self.tls,
         )
@@ -328,6 +364,7 @@ class Gateway:
         )
         self._admit(conn)
         conn.writer_task = asyncio.create_task(conn.writer())
+        keepalive = asyncio.create_task(conn.keepalive(self.s.keepalive_interval_s, self.s.keepalive_timeout_s))
         backfill: asyncio.Task[None] | None = None
         start_deadline = asyncio.get_running_loop().time() + self.s.start_timeout_s
         try:
@@ -354,7 +391,7 @@ class Gateway:
                         break
                 if conn.slow or session.superseded:
                     break
-        except ConnectionClosed:
+        except (ConnectionClosed, ClientGone):
             pass
         except KafkaUnavailable as e:
             log.warning("session %s: Kafka unavailable: %s", session.session_id, e)
@@ -369,6 +406,7 @@ class Gateway:
             log.exception("session %s failed", session.session_id)
             conn.enqueue(ErrorMsg(code="internal", message="internal error; the session was closed", fatal=True))
         finally:
+            keepalive.cancel()
             await self.release(conn)
             if backfill is not None:
                 backfill.cancel()
@@ -447,7 +485,10 @@ class Gateway:
                     " it is accepted at that pace",
                 )
             )
-        await asyncio.sleep(delay_s)
+        if isinstance(conn, Connection):
+            await conn.hold(delay_s)
+        else:
+            await asyncio.sleep(delay_s)
 
     def _key_pacer(self, who: Principal) -> AudioPacer | None:
         if who is ANONYMOUS or not self.s.key_realtime_factor:

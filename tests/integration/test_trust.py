@@ -5,6 +5,7 @@ clients that never start, or send audio far too fast, do not lock out or slow do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.error
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -318,7 +320,7 @@ async def test_health_says_when_kafka_is_gone(tmp_path: Path) -> None:
 
 
 async def test_a_giant_frame_closes_with_1009_naming_the_limit(stack: Stack) -> None:
-    """Over 16 x MAX_FRAME_BYTES the WebSocket layer refuses the frame from its header, before reading it
+    """Over 2 x MAX_FRAME_BYTES the WebSocket layer refuses the frame from its header, before reading it
     (close 1009, the reason names the limit); smaller oversized frames get a JSON frame_too_large."""
     async with connect(stack.ws_url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "start"}))
@@ -327,7 +329,7 @@ async def test_a_giant_frame_closes_with_1009_naming_the_limit(stack: Stack) -> 
         err = await recv_type(ws, "error")
         assert err["code"] == "frame_too_large" and err["fatal"] is False
         with pytest.raises(ConnectionClosed) as closed:
-            await ws.send(bytes(16 * 256 * 1024 + 1))
+            await ws.send(bytes(2 * 256 * 1024 + 1))
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     assert "exceeds limit" in closed.value.rcvd.reason
@@ -393,3 +395,65 @@ async def test_a_broker_outage_ends_sessions_with_a_retryable_unavailable(tmp_pa
             assert err["code"] == "unavailable" and err["fatal"] is True, err
         finally:
             await asyncio.to_thread(own.stop)
+
+
+@pytest.fixture(scope="module")
+def pacing_gateway(stack: Stack) -> Iterator[Service]:
+    gw = stack.start_gateway(
+        MAX_REALTIME_FACTOR="1", AUDIO_BURST_S="1", KEEPALIVE_INTERVAL_S="1", KEEPALIVE_TIMEOUT_S="1"
+    )
+    stack.wait_healthy([gw])
+    yield gw
+    stack.retire(gw)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_flat_out_clients_are_paced_within_a_bounded_buffer_and_leave_no_ghosts(pacing_gateway: Service) -> None:
+    """Four clients sending 256 KiB frames as fast as TCP lets them: each is paced (not closed by the
+    keepalive, whose pong waits behind the audio), what the gateway buffers per connection is a few
+    frames (it was 32), and once they hang up their sessions are gone at once, not paced on for a minute."""
+    gw = pacing_gateway
+    frame = (np.random.default_rng(0).standard_normal(128 * 1024) * 300).astype("<i2").tobytes()  # 256 KiB
+    async with connect(gw.ws_url, max_size=None) as warm:  # the first audio warms up the VAD and the resampler
+        await warm.send(json.dumps({"type": "start", "source_lang": "en"}))
+        await warm.send(frame)
+        await warm.send(json.dumps({"type": "ping"}))
+        await recv_type(warm, "pong", timeout_s=30)
+    before = rss_bytes(gw.proc.pid)
+    clients = [await connect(gw.ws_url, max_size=None) for _ in range(4)]
+    notices: list[list[dict]] = [[] for _ in clients]
+
+    async def flat_out(i: int, ws: ClientConnection) -> None:
+        await ws.send(json.dumps({"type": "start", "source_lang": "en"}))
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for msg in ws:
+                    notices[i].append(json.loads(msg))
+
+        reader = asyncio.create_task(read())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(8):  # eight keepalive rounds; each frame is 8 s of audio at 1x
+                while True:
+                    await ws.send(frame)
+        reader.cancel()
+
+    try:
+        await asyncio.gather(*(flat_out(i, ws) for i, ws in enumerate(clients)))
+        grown = rss_bytes(gw.proc.pid) - before
+        assert all(ws.close_code is None for ws in clients), [ws.close_code for ws in clients]  # no 1011
+        assert all(any(n.get("code") == "rate_limited" for n in got) for got in notices), notices
+        # websockets read 32 frames ahead: 8 MiB a client; now 4 (and TCP pushes back)
+        assert grown < 4 * 4 * 2**20, f"the gateway grew {grown / 2**20:.0f} MiB for four clients"
+    finally:
+        for ws in clients:
+            ws.transport.abort()  # gone without a goodbye, megabytes still unread on the gateway's side
+    async with asyncio.timeout(10):  # no ghost sessions: they stop counting as soon as their clients are gone
+        while (await asyncio.to_thread(http_json, gw.health_url))[1]["clients"]:
+            await asyncio.sleep(0.2)
