@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     kafka_write_timeout_s: float = Field(
         default=10.0, gt=0, description="a write the gateway waits for (utterance start) fails after this"
     )
+    outage_buffer_s: float = Field(
+        default=90.0, gt=0, description="speech a session keeps while Kafka is away (then: unavailable)"
+    )
     kafka_version: str = "3.9.1"
     kafka_heap_mb: int = 512
     kafka_port: int = Field(default=0, description="port of the local broker; 0 picks a free one")

@@ -24,3 +24,8 @@ PACED_S = Counter(
 )
 SESSIONS_EXPIRED = Counter("babelstream_gateway_sessions_expired_total", "Session states tombstoned after their TTL")
 AUTH_FAILURES = Counter("babelstream_gateway_auth_failures_total", "Handshakes refused", ["reason"])
+OUTBOX_BYTES = Gauge("babelstream_gateway_outbox_bytes", "Speech waiting for Kafka in the sessions' outboxes")
+OUTBOX_OVERFLOWS = Counter(
+    "babelstream_gateway_outbox_overflows_total",
+    "Sessions ended because more speech waited for Kafka than OUTAGE_BUFFER_S",
+)

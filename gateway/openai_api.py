@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import Counter, Histogram
 
 from gateway.auth import ANONYMOUS, AuthError, Principal
+from gateway.outbox import Outbox
 from gateway.session import ClientSession
 from schemas.messages import ErrorMsg, Final, ProtocolError, ServerMessage, Start, Stop, TranslationOut
 from schemas.openai_api import API_MODEL_ALIASES, ApiError, AudioRequest, ModelCard, ModelList, render
@@ -94,6 +95,7 @@ class ApiConnection:
         self.backfill_since_ms: int | None = None
         self.backfill_after_segment = -1
         self.done = asyncio.Event()
+        self.outbox: Outbox | None = None  # its writes to Kafka (made by the gateway on its first)
         self.changed = asyncio.Event()
         self.fatal: ErrorMsg | None = None
         self.finals: dict[int, Final] = {}

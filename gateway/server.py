@@ -17,6 +17,7 @@ import socket
 import ssl
 from collections import Counter
 from collections.abc import Coroutine
+from functools import partial
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -34,13 +35,14 @@ from babelstream.settings import Settings
 from gateway import metrics as m
 from gateway.auth import ANONYMOUS, Authenticator, AuthError, Principal, origin_allowed
 from gateway.openai_api import ApiConnection, AudioApi
+from gateway.outbox import Outbox, OutboxFull
 from gateway.pacing import AudioPacer
 from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
 from schemas.langs import LANGUAGES
 from schemas.messages import ErrorMsg, ProtocolError, ServerMessage, Start, parse_client_message
-from schemas.records import AudioEventKind, Result, ResultKind, SessionState, now_ms
+from schemas.records import AUDIO_SAMPLE_RATE_HZ, AudioEventKind, Result, ResultKind, SessionState, now_ms
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
 from streams.producer import EventProducer, KafkaUnavailable
@@ -72,6 +74,7 @@ class Connection:
         self.paced_until_s = 0.0  # the loop's time its last pacing delay ends
         self.writer_task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()  # set once the handler has ended the session's open utterance
+        self.outbox: Outbox | None = None  # its writes to Kafka (made on its first)
         self._closed: asyncio.Future[None] | None = None
 
     async def hold(self, delay_s: float) -> None:
@@ -167,6 +170,7 @@ class Gateway:
         self.kafka_ok = True
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._writers: dict[Outbox, asyncio.Task[None]] = {}  # each connection's outbox writer
         self.auth = Authenticator.create(
             mode=settings.auth,
             listens_beyond_loopback=not settings.gateway_on_loopback,
@@ -245,12 +249,22 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        """Close every client (their open utterances are ended on Kafka), give the outboxes up to
+        KAFKA_WRITE_TIMEOUT_S to write what they hold, then stop."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._ws is not None:
             self._ws.close()
             await self._ws.wait_closed()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.s.kafka_write_timeout_s):
+                while any(not box.empty for box in self._writers):
+                    await asyncio.sleep(0.05)
+        writers = [*self._writers.values(), *self._background]
+        for task in writers:
+            task.cancel()
+        await asyncio.gather(*writers, return_exceptions=True)
         await self.router.stop()
         await self.store.stop()
         await self.producer.stop()
@@ -427,6 +441,8 @@ class Gateway:
         except Exception:
             log.exception("could not end the open utterance of session %s", session.session_id)
         finally:  # even when cancelled (an HTTP client that hung up): the slot is never leaked
+            if conn.outbox is not None:
+                self._spawn(self._drain(conn.outbox))
             if session.session_id and self.clients.get(session.session_id) is conn:
                 del self.clients[session.session_id]
             if session.started:  # counted as one of its principal's sessions when it started
@@ -502,7 +518,7 @@ class Gateway:
         session.validate(msg)  # a bad start fails before anything happens to the session's owner
         prior = None
         if msg.session_id:
-            prior = await self.store.get(msg.session_id)
+            prior = await self._stored_state(msg.session_id)
             # the connection that has the session now ends its open utterance before this one begins; two
             # resumes at once with one token: the first spends it, the other is refused
             while (old := self.clients.get(msg.session_id)) not in (None, conn):
@@ -511,7 +527,7 @@ class Gateway:
                 # store's (two resumes with the same token, the first not yet stored)
                 ClientSession.authorize_resume(msg, old.session.state or prior, conn.principal.name)
                 await self._supersede(old)
-                prior = await self.store.get(msg.session_id)
+                prior = await self._stored_state(msg.session_id)
             ClientSession.authorize_resume(msg, prior, conn.principal.name)  # before anything is written
         # from here to the registration no await: the limits hold however many start at once
         self.admissible(conn.principal)
@@ -525,6 +541,17 @@ class Gateway:
             conn.backfill_since_ms = prior.updated_at_ms - BACKFILL_MARGIN_MS
             conn.backfill_after_segment = -1 if msg.received_up_to is None else msg.received_up_to
         return outputs
+
+    async def _stored_state(self, session_id: str) -> SessionState | None:
+        """The session's newest state, or :class:`KafkaUnavailable` at once when Kafka is known to be away
+        (a resume is answered promptly, not after every timeout in turn)."""
+        if not self.kafka_ok:
+            raise KafkaUnavailable("Kafka is unreachable just now")
+        try:
+            return await self.store.get(session_id, self.s.kafka_write_timeout_s)
+        except TimeoutError:
+            limit = self.s.kafka_write_timeout_s
+            raise KafkaUnavailable(f"the sessions topic could not be read in {limit:g} s") from None
 
     def admissible(self, who: Principal) -> None:
         """Raise unless a new session of ``who`` fits MAX_SESSIONS and the key's own limit."""
@@ -570,27 +597,62 @@ class Gateway:
         task.add_done_callback(_log_failed_task)
 
     async def apply(self, conn: Connection | ApiConnection, outputs: list[Output]) -> None:
+        """Execute a session's outputs: messages to its client, writes to its outbox (``gateway.outbox``)."""
         for out in outputs:
             if isinstance(out, ToClient):
                 conn.enqueue(out.message)
             elif isinstance(out, Produce):
                 ev = out.event
-                fut = await self.producer.send_audio(ev)
-                fut.add_done_callback(_log_failed_delivery)
+                try:
+                    await self._outbox(conn).put_speech(partial(self.producer.send_audio, ev), len(ev.pcm))
+                except OutboxFull:
+                    raise self._outage_overflow(conn, ev.audio_offset_ms) from None
                 if ev.kind is AudioEventKind.CHUNK:
                     m.CHUNKS.inc()
                 else:
                     m.SEGMENTS.labels(ev.end_reason or "end").inc()
             elif isinstance(out, SaveState):
-                fut = await self.producer.send_session(out.state)
-                if out.durable:  # stored before anything that depends on it is produced
+                stored = self._outbox(conn).put(partial(self.producer.send_session, out.state), durable=out.durable)
+                if stored is not None:
                     try:
-                        await asyncio.wait_for(fut, self.s.kafka_write_timeout_s)
+                        await asyncio.wait_for(asyncio.shield(stored), self.s.kafka_write_timeout_s)
                     except TimeoutError:
                         limit = self.s.kafka_write_timeout_s
                         raise KafkaUnavailable(f"Kafka did not store a write in {limit:g} s") from None
-                else:
-                    fut.add_done_callback(_log_failed_delivery)
+
+    def _outbox(self, conn: Connection | ApiConnection) -> Outbox:
+        if conn.outbox is None:
+            name = f"session {conn.session.session_id}"
+            limit_bytes = int(self.s.outage_buffer_s * AUDIO_SAMPLE_RATE_HZ) * 2  # PCM16
+            conn.outbox = Outbox(limit_bytes, self.s.kafka_write_timeout_s, name)
+            self._writers[conn.outbox] = asyncio.get_running_loop().create_task(conn.outbox.run())
+        return conn.outbox
+
+    def _outage_overflow(self, conn: Connection | ApiConnection, offset_ms: int) -> ProtocolError:
+        assert conn.outbox is not None
+        stuck_since_s = conn.outbox.stuck_since_s
+        away_s = asyncio.get_running_loop().time() - stuck_since_s if stuck_since_s is not None else 0.0
+        return ProtocolError(
+            "unavailable",
+            f"Kafka has been unreachable for {away_s:.0f} s and this session has kept OUTAGE_BUFFER_S ="
+            f" {self.s.outage_buffer_s:g} s of speech meanwhile: its audio from {offset_ms / 1000:.1f} s on was"
+            " not kept (what came before is written when Kafka is back); reconnect and resume shortly",
+            fatal=True,
+        )
+
+    async def _drain(self, box: Outbox) -> None:
+        """A connection is gone: its outbox writes on until it is empty (Kafka back) or the outage outlasts
+        OUTAGE_BUFFER_S more; then its writer stops."""
+        deadline_s = asyncio.get_running_loop().time() + self.s.outage_buffer_s
+        try:
+            while not box.empty and asyncio.get_running_loop().time() < deadline_s:
+                await asyncio.sleep(0.1)
+            if not box.empty:
+                log.error("%s: Kafka stayed away; %d B of speech not written", box.name, box.audio_bytes)
+        finally:
+            writer = self._writers.pop(box, None)
+            if writer is not None:
+                writer.cancel()
 
     async def _backfill(self, conn: Connection, since_ms: int) -> None:
         """Deliver a resumed session's results produced while it was disconnected (duplicates are dropped)."""
@@ -631,12 +693,6 @@ class Gateway:
 def _log_failed_task(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task failed", exc_info=task.exception())
-
-
-def _log_failed_delivery(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        m.ERRORS.labels("kafka_delivery").inc()
-        log.error("Kafka delivery failed: %s", fut.exception())
 
 
 async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) -> None:

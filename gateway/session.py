@@ -58,7 +58,7 @@ class Produce:
 @dataclass(frozen=True)
 class SaveState:
     state: SessionState
-    durable: bool = False  # wait until Kafka has stored it before the next output
+    durable: bool = False  # the handler waits until Kafka has stored it (a new session's first state)
 
 
 def token_digest(token: str) -> str:
@@ -328,7 +328,7 @@ class ClientSession:
                     # session never reuses it, even if this gateway dies the next moment
                     st.next_utterance_index = idx + 1
                     st.open_utterance_index = idx
-                    out += self._save(durable=True)
+                    out += self._save()  # stored before the utterance's audio: the outbox keeps the order
                     out.append(ToClient(UtteranceStart(utterance_id=uid, segment_id=idx, audio_start_ms=e.offset_ms)))
             if idx in self._dropped:
                 if isinstance(e, End):

@@ -374,25 +374,67 @@ async def test_two_resumes_at_once_leave_one_owner(stack: Stack) -> None:
             await ws.close()
 
 
-async def test_a_broker_outage_ends_sessions_with_a_retryable_unavailable(tmp_path: Path) -> None:
-    """Kafka gone: the next utterance's start cannot be stored within KAFKA_WRITE_TIMEOUT_S, and the client
-    is told 'unavailable' (reconnect and resume later), not 'internal', nor left hanging (its own broker
-    here: the shared one must stay up)."""
-    pcm, _, _ = librivox(CLIP_A)
+async def test_an_outage_past_the_buffer_ends_the_session_saying_what_was_not_kept(tmp_path: Path) -> None:
+    """Kafka gone longer than OUTAGE_BUFFER_S of speech: the client is told 'unavailable' (reconnect and
+    resume later) with the point from which its audio was not kept, not 'internal', nor left hanging; a
+    resume meanwhile is answered at once (its own broker here: the shared one must stay up)."""
+    pcm = b"".join(librivox(clip)[0] for clip in (CLIP_A, CLIP_B, CLIP_A))  # about 15 s of speech
     with LocalKafka(tmp_path / "kafka", heap_mb=256) as broker:
         own = Stack(broker.bootstrap, tmp_path / "stack", {"AUDIO_PARTITIONS": "1", "RESULTS_PARTITIONS": "1"})
         try:
-            gw = own.start_gateway(VAD_VOTE="webrtc", KAFKA_WRITE_TIMEOUT_S="5")
+            gw = own.start_gateway(VAD_VOTE="webrtc", KAFKA_WRITE_TIMEOUT_S="2", OUTAGE_BUFFER_S="3")
             await asyncio.to_thread(own.wait_healthy, [gw])
-            ws, _ = await begin(gw.ws_url, source_lang="en")
+            ws, ready = await begin(gw.ws_url, source_lang="en")
             await asyncio.to_thread(broker.stop)
             try:
-                for off in range(0, len(pcm), FRAME):  # speech: its first chunk needs Kafka, which is gone
+                for off in range(0, len(pcm), FRAME):  # speech: kept while it fits the buffer
                     await ws.send(pcm[off : off + FRAME])
                 err = await recv_type(ws, "error", timeout_s=60)
             finally:
                 await ws.close()
             assert err["code"] == "unavailable" and err["fatal"] is True, err
+            assert "OUTAGE_BUFFER_S" in err["message"] and "was not kept" in err["message"], err
+            async with asyncio.timeout(30):  # the gateway's probe has noticed by now (every 5 s)
+                while (await asyncio.to_thread(http_json, gw.health_url))[1]["kafka"] != "unreachable":
+                    await asyncio.sleep(0.5)
+            async with connect(gw.ws_url) as again:
+                resume = {"type": "start", "session_id": ready["session_id"], "resume_token": ready["resume_token"]}
+                await again.send(json.dumps(resume))
+                reply = await recv_type(again, "error", timeout_s=10)  # it took 15-33 s, timeout after timeout
+            assert reply["code"] == "unavailable" and reply["fatal"] is True, reply
+        finally:
+            await asyncio.to_thread(own.stop)
+
+
+async def test_speech_during_a_broker_outage_within_the_buffer_is_transcribed_late_but_whole(tmp_path: Path) -> None:
+    """Kafka stopped mid-session for 20 s while two clients speak, then back: every utterance of both
+    comes through (the gateway kept their speech and wrote it when the broker returned), no error."""
+    clips = [librivox(f"sense_and_sensibility_01_austen_64kb-{n}") for n in ("0870", "0880", "0890")]
+    pcm = b"".join(c[0] + silence(1500) for c in clips)
+    refs = [c[2] for c in clips]
+    with LocalKafka(tmp_path / "kafka", heap_mb=256) as broker:
+        own = Stack(
+            broker.bootstrap,
+            tmp_path / "stack",
+            {"AUDIO_PARTITIONS": "2", "RESULTS_PARTITIONS": "1", "MODEL_SIZE": "tiny.en", "CPU_THREADS": "1"},
+        )
+        try:
+            gw = own.start_gateway(VAD_VOTE="webrtc", KAFKA_WRITE_TIMEOUT_S="3")
+            stt = own.start_worker("stt")
+            await asyncio.to_thread(own.wait_healthy, [gw, stt], 180)
+
+            async def outage() -> None:
+                await asyncio.sleep(len(clips[0][0]) / 32000 + 3)  # during the second utterance
+                await asyncio.to_thread(broker.stop)
+                await asyncio.sleep(20)
+                await asyncio.to_thread(broker.start)
+
+            talks = [stream_audio(gw.ws_url, pcm, source_lang="en", pace=1.0, timeout_s=240) for _ in range(2)]
+            *reports, _ = await asyncio.gather(*talks, outage())
+            for rep in reports:
+                assert not rep.of_type("error"), rep.of_type("error")
+                texts = [f["text"] for f in sorted(rep.finals, key=lambda f: f["segment_id"])]
+                assert wer(" ".join(refs), " ".join(texts)) < 0.25, texts
         finally:
             await asyncio.to_thread(own.stop)
 
