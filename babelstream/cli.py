@@ -292,7 +292,7 @@ def replay(
     """Re-transcribe stored audio from the audio topic with another model or settings."""
     from rich.progress import Progress
 
-    from babelstream.engines.stt import make_stt_engine
+    from babelstream.engines.factory import make_stt_engine
     from babelstream.replay import replay as run_replay
 
     overrides: dict[str, object] = {}

@@ -31,7 +31,7 @@ def build_worker_app(settings: Settings, role: str, results_version: str = "live
     )
     if role == "stt":
         from agents.stt import register_stt_agent
-        from babelstream.engines.stt import make_stt_engine
+        from babelstream.engines.factory import make_stt_engine
         from babelstream.engines.translate import TranslationRouter
 
         register_stt_agent(sa, make_stt_engine(settings), TranslationRouter.from_settings(settings))

@@ -8,8 +8,6 @@ from typing import Protocol
 
 import numpy as np
 
-from babelstream.settings import Settings
-
 
 @dataclass(frozen=True, slots=True)
 class TimedText:
@@ -99,11 +97,3 @@ class NullEngine:
 
     def transcribe_batch(self, requests: Sequence[DecodeRequest]) -> list[Transcription]:
         return [self.transcribe(r.audio, language=r.language, final=r.final) for r in requests]
-
-
-def make_stt_engine(s: Settings) -> SttEngine:
-    if s.stt_engine == "null":
-        return NullEngine()
-    from babelstream.engines.whisper import WhisperEngine
-
-    return WhisperEngine.from_settings(s)
