@@ -53,6 +53,7 @@ STRATEGIES = {
     "record": record_subject_name_strategy,
     "topic_record": topic_record_subject_name_strategy,
 }
+REGISTER_ATTEMPTS = 5  # a registration answered 409 (another service registered it at that moment) is tried again
 NEGATIVE_CACHE_S = 60.0  # an id the registry said it does not know is not asked about again this long
 RETRY_MAX_S = 30.0
 
@@ -113,17 +114,24 @@ class ConfluentRegistry:
         return self._async
 
     def register(self, subject: str, schema_str: str) -> int:
-        try:
-            return int(self.client.register_schema_full_response(subject, Schema(schema_str, "AVRO")).schema_id)
-        except SchemaRegistryError as e:
-            raise RegistryError(f"schema registry refused {subject}: {e}") from e
-        except (httpx.HTTPError, OSError) as e:
-            if _tls_failure(e):
-                raise RegistryError(
-                    f"schema registry {self.conf['url']}: TLS failed ({e}); check SCHEMA_REGISTRY_CA_FILE, "
-                    "SCHEMA_REGISTRY_CERT_FILE and SCHEMA_REGISTRY_KEY_FILE"
-                ) from e
-            raise RegistryError(f"schema registry {self.conf['url']} unreachable: {e}") from e
+        """The id of ``schema_str`` under ``subject``, registering it if new. Services starting together
+        register the same subject at once, and Apicurio answers all but the first with 409 "already
+        exists": that is tried again (the subject is there now)."""
+        for attempt in range(REGISTER_ATTEMPTS):
+            try:
+                return int(self.client.register_schema_full_response(subject, Schema(schema_str, "AVRO")).schema_id)
+            except SchemaRegistryError as e:
+                if e.http_status_code != 409 or attempt == REGISTER_ATTEMPTS - 1:
+                    raise RegistryError(f"schema registry refused {subject}: {e}") from e
+                time.sleep(0.2 * (attempt + 1))  # at start-up, before any traffic
+            except (httpx.HTTPError, OSError) as e:
+                if _tls_failure(e):
+                    raise RegistryError(
+                        f"schema registry {self.conf['url']}: TLS failed ({e}); check SCHEMA_REGISTRY_CA_FILE, "
+                        "SCHEMA_REGISTRY_CERT_FILE and SCHEMA_REGISTRY_KEY_FILE"
+                    ) from e
+                raise RegistryError(f"schema registry {self.conf['url']} unreachable: {e}") from e
+        raise AssertionError("unreachable")
 
     def known_unknown(self, schema_id: int) -> str | None:
         """Why ``schema_id`` cannot be read, if the registry said so less than NEGATIVE_CACHE_S ago."""

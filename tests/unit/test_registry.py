@@ -25,6 +25,7 @@ class FakeRegistry:
         self.schemas: list[str] = []
         self.lookups = 0
         self.unavailable = 0  # answer this many lookups with 503 first
+        self.conflicts = 0  # answer this many registrations with 409 first (Apicurio, two services at once)
 
     def serve(self) -> tuple[ThreadingHTTPServer, str]:
         fake = self
@@ -43,6 +44,9 @@ class FakeRegistry:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if fake.conflicts > 0:
+                    fake.conflicts -= 1
+                    return self._reply(409, {"error_code": 409, "message": "An artifact already exists"})
                 if body["schema"] not in fake.schemas:
                     fake.schemas.append(body["schema"])
                 self._reply(200, {"id": 1000 + fake.schemas.index(body["schema"])})
@@ -241,3 +245,13 @@ def test_decodable_but_absurd_records_are_invalid(record, said: str) -> None:  #
     data = codec.encode(r)  # writing does not check: a hostile or buggy producer can write anything
     with pytest.raises(CodecError, match=re.escape(said)):
         codec.decode(data)
+
+
+def test_services_registering_one_subject_at_once_all_start(fake: tuple[FakeRegistry, str]) -> None:
+    """Apicurio answers a concurrent registration of the same subject with 409: it is tried again."""
+    registry, url = fake
+    registry.conflicts = 2
+    assert codec(url).schema_id == 1000
+    registry.conflicts = 99  # a registry that keeps refusing: a clear error, not a hang
+    with pytest.raises(RegistryError, match="refused"):
+        RegistryCodec(AudioEvent, ConfluentRegistry({"url": url}), "babel.audio.v1")
