@@ -147,11 +147,12 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
                 work.set()
             OPEN.set(tx.open_utterances)
 
-    @app.timer(max(1.0, tx.assembler.abandon_after_ms / 4000))
+    @app.timer(tx.timer_interval_s)
     async def finalise_abandoned() -> None:
         """An utterance whose gateway went away with no takeover is finalised with what it has once nothing
         came for it for ``abandon_after_ms``, whether or not other events arrive on its partition (on an
-        idle one its events would stay unacked and the lag above 0, keeping an autoscaler up)."""
+        idle one its events would stay unacked and the lag above 0, keeping an autoscaler up); one left
+        inside speech, once its session did not go on within ``seam_wait_ms``."""
         tx.on_timer(now_ms())
         work.set()
         OPEN.set(tx.open_utterances)

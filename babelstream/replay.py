@@ -53,7 +53,9 @@ async def replay(
     codecs = Codecs.create(settings, src)
     stats = ReplayStats(out.results.name)
     tps = await topic_partitions(kafka, src.audio.name, session_id)
-    assembler = UtteranceAssembler(interim_interval_ms=0)
+    assembler = UtteranceAssembler(
+        interim_interval_ms=0, seam_wait_ms=settings.seam_wait_ms, join_within_ms=settings.silence_ms
+    )
     counts = [0, 0]
     async with EventProducer(kafka, out, codecs) as producer:
         dead_letters = DeadLetters(f"replay-{tag}", producer.send_dead_letter)

@@ -183,6 +183,12 @@ class Settings(BaseSettings):
     trim_margin_ms: int = Field(
         default=-1, description="finals decode the VAD's speech range plus this margin; negative (default): all"
     )
+    seam_wait_ms: int = Field(
+        default=5000,
+        ge=0,
+        description="an utterance its connection left inside speech waits this long for the session's resumed "
+        "speech, which begins with the words it was cut in; 0: finalised as left",
+    )
 
     # --- Translation -------------------------------------------------------------------------------
     whisper_translates: bool = Field(

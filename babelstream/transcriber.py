@@ -11,6 +11,9 @@ passed in. The rules kept here:
 * a final whose guess at its pause still holds (no speech after the pause) is not decoded again;
 * after a pause, an interim is wanted only once more speech came than the silence that ends an utterance;
 * a final while other finals wait is decoded in the cheaper ``BUSY_ENCODER_PAD_MS`` window;
+* an utterance its connection left inside speech waits up to ``SEAM_WAIT_MS`` for the session's next one,
+  which begins with its speech after its last quiet moment (``UtteranceAssembler``): a final left with no
+  audio says nothing and is not decoded;
 * the languages a final needs: its targets, Whisper's English where a target's route goes through the
   speech (``english_unless``); the language is detected once per utterance or session
   (``scheduler.LanguageMemory``).
@@ -42,6 +45,7 @@ from schemas.records import AudioEvent, ErrorInfo, Result, ResultKind, Translati
 T = TypeVar("T")  # the shell's handle of one consumed record (a Faust event)
 V = TypeVar("V")
 MAX_NOTES = 1000  # per-utterance notes kept for utterances that may never end here (revoked, abandoned)
+NOTHING_SAID = Transcription("", None, None)
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,11 @@ class Transcriber(Generic[T]):
         (Whisper's ``task=translate``) for sessions whose target has no text model from their language."""
         self.s, self.model, self.results_version, self.router = s, model, results_version, router
         self.assembler = UtteranceAssembler(
-            s.interim_interval_ms, s.interim_max_lag_ms, abandon_after_ms=int(s.max_utterance_s * 1000) * 4
+            s.interim_interval_ms,
+            s.interim_max_lag_ms,
+            abandon_after_ms=int(s.max_utterance_s * 1000) * 4,
+            seam_wait_ms=s.seam_wait_ms,
+            join_within_ms=s.silence_ms,
         )
         self.scheduler = DecodeScheduler(
             interim_max_wait_ms=s.interim_max_wait_ms,
@@ -135,8 +143,15 @@ class Transcriber(Generic[T]):
             return EventOutcome(self.acks.done(partition, offset), action.reason)
         return EventOutcome([])
 
+    @property
+    def timer_interval_s(self) -> float:
+        """How often :meth:`on_timer` is worth calling."""
+        waits_ms = [self.assembler.abandon_after_ms, self.assembler.seam_wait_ms or self.assembler.abandon_after_ms]
+        return max(0.5, min(waits_ms) / 4000)
+
     def on_timer(self, clock_ms: int) -> None:
-        """Finalise utterances abandoned by their gateway (no event for ``abandon_after_ms``)."""
+        """Finalise utterances abandoned by their gateway (no event for ``abandon_after_ms``), and those left
+        inside speech whose session did not go on within ``seam_wait_ms``."""
         for stale in self.assembler.abandoned(clock_ms):
             self._want(stale, clock_ms)
 
@@ -176,6 +191,9 @@ class Transcriber(Generic[T]):
         unprepared: dict[str, Exception] = {}
         misses = 0
         for job in jobs:
+            if job.kind == "final" and job.utterance.audio_ms == 0:
+                reused[job.key] = (NOTHING_SAID, 0)  # all its speech was carried into the next utterance
+                continue
             if job.kind == "final":
                 self.paused_at_ms.pop(job.key, None)
                 guess = self.guesses.pop(job.key, None)

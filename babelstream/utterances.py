@@ -7,6 +7,12 @@ Interims are skipped when the audio is older than ``interim_max_lag_ms`` (the wo
 its time on finals instead). Utterances whose END never comes (their gateway died) are finalised after
 ``abandon_after_ms`` without an event, by the worker's own clock: times stamped in records are never
 trusted for it (a record stamped in the future must not end other utterances early).
+
+An utterance its connection left inside speech (closed by a takeover, or by a disconnect) is held for
+``seam_wait_ms``: if the session's next utterance begins at once (less than ``join_within_ms`` of session
+audio after the resume, i.e. the speaker went on), the cut utterance keeps what precedes its last quiet
+moment and the rest is carried into the next one (``babelstream.audio.seam``), so no word is split
+across the seam; otherwise it is finalised whole.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babelstream.audio.resample import pcm16_to_float, peak_normalize
+from babelstream.audio.seam import SAMPLES_PER_MS, seam_cut_ms
 from babelstream.engines.stt import Transcription, Vocabulary
 from schemas.records import (
     TAKEOVER_SEQ,
@@ -56,6 +63,7 @@ class Utterance:
     speech_start_ms: int | None = None  # from the gateway's VAD, carried by END
     speech_end_ms: int | None = None
     tags: list[object] = field(default_factory=list)  # opaque handles (e.g. Faust events to ack)
+    carried_ms: int = 0  # audio at the start carried over from the session's cut utterance before this one
 
     @property
     def targets(self) -> list[str]:
@@ -68,6 +76,31 @@ class Utterance:
 
     def audio(self) -> np.ndarray:
         return pcm16_to_float(b"".join(self.chunks))
+
+    def speech_range(self, ev: AudioEvent) -> tuple[int | None, int | None]:
+        """The speech a PAUSE or END marks, in this utterance's audio (which may begin with carried speech)."""
+        if not self.carried_ms:
+            return ev.speech_start_ms, ev.speech_end_ms
+        end = None if ev.speech_end_ms is None else ev.speech_end_ms + self.carried_ms
+        return 0, end
+
+    def cut(self, keep_ms: int) -> bytes:
+        """Keep the first ``keep_ms`` of audio; return the rest (PCM16)."""
+        pcm = b"".join(self.chunks)
+        head, tail = pcm[: keep_ms * SAMPLES_PER_MS * 2], pcm[keep_ms * SAMPLES_PER_MS * 2 :]
+        self.chunks, self.audio_ms = ([head] if head else []), len(head) // (SAMPLES_PER_MS * 2)
+        for name in ("speech_start_ms", "speech_end_ms"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, min(value, self.audio_ms))
+        return tail
+
+    def carry(self, pcm: bytes) -> None:
+        """Begin with ``pcm``, the speech the session's cut utterance was left in (this one's first chunk)."""
+        ms = len(pcm) // (SAMPLES_PER_MS * 2)
+        self.chunks.insert(0, pcm)
+        self.carried_ms, self.audio_ms = ms, self.audio_ms + ms
+        self.start_ms = max(0, self.start_ms - ms)
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -117,36 +150,52 @@ class Discard:
 Action = Interim | Speculate | Final | Discard
 
 CLOSED_REMEMBERED = 10_000  # ids of utterances closed by a takeover whose late audio is discarded
+LEFT_REASONS = frozenset({"takeover", "disconnect"})  # an END for these: the connection left, maybe mid-word
+
+
+@dataclass
+class Seam:
+    """A session's utterance left inside speech, held until its next utterance says whether speech went on."""
+
+    utterance: Utterance
+    keep_ms: int  # what it keeps if the speech goes on in the next utterance (0: all of it is carried)
+    resumed_at_ms: int  # session audio time where the next connection (or this one, back) began
+    held_since_ms: int  # the worker's clock
 
 
 class UtteranceAssembler:
     def __init__(
-        self, interim_interval_ms: int = 1000, interim_max_lag_ms: int = 2000, abandon_after_ms: int = 60_000
+        self,
+        interim_interval_ms: int = 1000,
+        interim_max_lag_ms: int = 2000,
+        abandon_after_ms: int = 60_000,
+        *,
+        seam_wait_ms: int = 0,
+        join_within_ms: int = 600,
     ) -> None:
+        """``seam_wait_ms``: how long an utterance left inside speech waits for its session's next one (0:
+        never, each is finalised as it was left); ``join_within_ms``: the silence (session audio) after the
+        resume within which the next utterance continues the cut one (the silence that ends an utterance)."""
         self.interim_interval_ms = interim_interval_ms
         self.interim_max_lag_ms = interim_max_lag_ms
         self.abandon_after_ms = abandon_after_ms
+        self.seam_wait_ms = seam_wait_ms
+        self.join_within_ms = join_within_ms
         self.open: dict[str, Utterance] = {}
+        self.seams: dict[str, Seam] = {}  # by session id
         self._taken_over: OrderedDict[str, None] = OrderedDict()
 
     def add(self, ev: AudioEvent, now_ms: int, partition: int = -1, tag: object = None) -> Action | None:
         u = self.open.get(ev.utterance_id)
         if ev.kind is AudioEventKind.END and ev.seq == TAKEOVER_SEQ:
-            return self._take_over(ev, u, tag)
+            return self._take_over(ev, u, tag, now_ms)
         if u is None and ev.utterance_id in self._taken_over:
             return Discard("taken_over")  # audio the old connection sent after the session moved on
+        released: Final | None = None
+        if u is None and ev.kind is AudioEventKind.CHUNK and ev.session_id in self.seams:
+            released, u = self._resume(self.seams.pop(ev.session_id), ev, partition)
         if u is None:
-            u = Utterance(
-                ev.session_id,
-                ev.utterance_index,
-                ev.utterance_id,
-                ev.audio_offset_ms,
-                ev.source_lang,
-                ev.target_lang,
-                ev.translate,
-                partition,
-            )
-            self.open[ev.utterance_id] = u
+            u = self._begin(ev, partition)
         if tag is not None:
             u.tags.append(tag)
         if ev.seq < u.next_seq:
@@ -160,15 +209,17 @@ class UtteranceAssembler:
         u.target_langs = ev.target_langs
         u.prompt, u.hotwords = ev.prompt or u.prompt, ev.hotwords or u.hotwords
         if ev.kind is AudioEventKind.PAUSE:
-            u.speech_start_ms, u.speech_end_ms = ev.speech_start_ms, ev.speech_end_ms
-            return Speculate(u, ev.speech_end_ms)
+            u.speech_start_ms, u.speech_end_ms = u.speech_range(ev)
+            return Speculate(u, u.speech_end_ms)
         if ev.kind is AudioEventKind.END:
             u.end_reason = ev.end_reason or "end"
-            u.speech_start_ms, u.speech_end_ms = ev.speech_start_ms, ev.speech_end_ms
+            u.speech_start_ms, u.speech_end_ms = u.speech_range(ev)
             del self.open[ev.utterance_id]
-            return Final(u)
+            return self._left(u, ev, now_ms) if u.end_reason in LEFT_REASONS else Final(u)
         u.chunks.append(ev.pcm)
         u.audio_ms += ev.duration_ms
+        if released is not None:
+            return released  # this chunk's interim, if one was due, comes with the next chunk
         due = ev.realtime and u.audio_ms - u.last_interim_audio_ms >= self.interim_interval_ms
         fresh = now_ms - ev.created_at_ms <= self.interim_max_lag_ms
         if due and fresh and self.interim_interval_ms > 0:
@@ -177,27 +228,75 @@ class UtteranceAssembler:
             return Interim(u, u.interim_count)
         return None
 
-    def _take_over(self, ev: AudioEvent, u: Utterance | None, tag: object) -> Final | Discard:
+    def _take_over(self, ev: AudioEvent, u: Utterance | None, tag: object, now_ms: int) -> Final | Discard | None:
         """Another connection took the session over: close the utterance with what it has, if still open."""
         if u is None:
             return Discard("already_ended")  # ended normally, or finalised before a redelivery
         if tag is not None:
             u.tags.append(tag)
         u.end_reason = ev.end_reason or "takeover"
+        u.speech_end_ms = None  # no END said where speech ended: the last pause's word does not hold
         del self.open[ev.utterance_id]
         self._taken_over[ev.utterance_id] = None
         while len(self._taken_over) > CLOSED_REMEMBERED:
             self._taken_over.popitem(last=False)
-        return Final(u)
+        return self._left(u, ev, now_ms)
+
+    def _left(self, u: Utterance, ev: AudioEvent, now_ms: int) -> Final | None:
+        """``u``'s connection left it (``ev``: the END saying so): held if it was left inside speech."""
+        keep_ms = seam_cut_ms(u.audio()) if self.seam_wait_ms > 0 else None
+        if keep_ms is None:
+            return Final(u)  # it ends quietly: no word was cut
+        earlier = self.seams.pop(u.session_id, None)
+        self.seams[u.session_id] = Seam(u, keep_ms, ev.audio_offset_ms, now_ms)
+        return None if earlier is None else Final(earlier.utterance)  # (never waits behind one of its own)
+
+    def _resume(self, seam: Seam, ev: AudioEvent, partition: int) -> tuple[Final, Utterance | None]:
+        """The session's next event after ``seam``'s utterance was left: if it begins an utterance at once
+        (the speaker went on), the speech after the cut's quiet moment begins that utterance too."""
+        cut = seam.utterance
+        went_on = (
+            ev.kind is AudioEventKind.CHUNK
+            and ev.seq == 0
+            and ev.utterance_index > cut.utterance_index
+            # speech began within the silence that would have ended the cut utterance (where the VAD heard
+            # it begin; a gateway that does not say: where the utterance's audio begins)
+            and ev.audio_offset_ms + (ev.speech_start_ms or 0) - seam.resumed_at_ms < self.join_within_ms
+        )
+        if not went_on:
+            return Final(cut), None
+        u = self._begin(ev, partition)
+        u.carry(cut.cut(seam.keep_ms))
+        return Final(cut), u
+
+    def _begin(self, ev: AudioEvent, partition: int) -> Utterance:
+        u = Utterance(
+            ev.session_id,
+            ev.utterance_index,
+            ev.utterance_id,
+            ev.audio_offset_ms,
+            ev.source_lang,
+            ev.target_lang,
+            ev.translate,
+            partition,
+        )
+        self.open[ev.utterance_id] = u
+        return u
 
     def abandoned(self, clock_ms: int) -> list[Final]:
-        """Utterances with no event for ``abandon_after_ms`` by the worker's clock: finalise what they have."""
+        """Utterances with no event for ``abandon_after_ms`` by the worker's clock: finalise what they have;
+        and utterances left inside speech whose session did not go on within ``seam_wait_ms``: whole."""
         out = []
         for uid, u in list(self.open.items()):
             if clock_ms - u.last_seen_ms > self.abandon_after_ms:
                 u.end_reason = "abandoned"
+                u.speech_end_ms = None
                 del self.open[uid]
                 out.append(Final(u))
+        for sid, seam in list(self.seams.items()):
+            if clock_ms - seam.held_since_ms >= self.seam_wait_ms:
+                del self.seams[sid]
+                out.append(Final(seam.utterance))
         return out
 
     def drop_partitions(self, partitions: set[int]) -> list[Utterance]:
@@ -205,6 +304,10 @@ class UtteranceAssembler:
         dropped = [u for u in self.open.values() if u.partition in partitions]
         for u in dropped:
             del self.open[u.utterance_id]
+        for sid, seam in list(self.seams.items()):
+            if seam.utterance.partition in partitions:
+                del self.seams[sid]
+                dropped.append(seam.utterance)
         return dropped
 
 

@@ -347,10 +347,15 @@ class ClientSession:
                 realtime=self.realtime,
             )
             if isinstance(e, Chunk):
-                vocabulary = {"prompt": st.prompt, "hotwords": st.hotwords} if e.seq == 0 else {}
+                first = {"prompt": st.prompt, "hotwords": st.hotwords, "speech_start_ms": e.speech_start_ms}
                 chunk = AudioEvent(
-                    seq=e.seq, kind=AudioEventKind.CHUNK, pcm=e.pcm, audio_offset_ms=e.offset_ms, **common, **vocabulary
-                )  # type: ignore[arg-type]
+                    seq=e.seq,
+                    kind=AudioEventKind.CHUNK,
+                    pcm=e.pcm,
+                    audio_offset_ms=e.offset_ms,
+                    **common,  # type: ignore[arg-type]
+                    **(first if e.seq == 0 else {}),  # type: ignore[arg-type]
+                )
                 out.append(Produce(chunk))
                 continue
             # PAUSE and END: no audio, where speech began and ended so far

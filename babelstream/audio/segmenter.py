@@ -32,6 +32,7 @@ class Chunk:
     seq: int
     pcm: bytes
     offset_ms: int
+    speech_start_ms: int | None = None  # the first chunk: where in the utterance the VAD heard speech begin
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,8 @@ class Segmenter:
             del self._pending[:chunk_bytes]
 
     def _emit(self, pcm: bytes, out: list[SegmentEvent]) -> None:
-        out.append(Chunk(self._utt_index, self._seq, pcm, self._pending_offset_ms))
+        onset_ms = self._speech_start_ms if self._seq == 0 else None
+        out.append(Chunk(self._utt_index, self._seq, pcm, self._pending_offset_ms, onset_ms))
         self._seq += 1
         self._pending_offset_ms += len(pcm) // self._bytes_per_ms
 

@@ -21,12 +21,12 @@ from websockets.exceptions import ConnectionClosed
 
 from babelstream.client import stream_audio
 from babelstream.settings import load_settings
-from schemas.records import AudioEventKind
+from schemas.records import AudioEvent, AudioEventKind
 from streams.broker import LocalKafka
 from streams.deadletter import DeadLetters
 from streams.reader import read_range, topic_partitions
 from streams.topics import Codecs, topic_specs
-from tests.audio import librivox, silence, wer
+from tests.audio import librivox, normalize, silence, wer
 from tests.stack import Service, Stack, http_json, http_text
 
 pytestmark = pytest.mark.timeout(240)
@@ -107,22 +107,32 @@ async def test_reconnect_while_the_old_socket_is_open_loses_and_splices_nothing(
     assert wer(new_ref, texts[1]) < 0.2, texts
 
 
-async def audio_ms_stored(stack: Stack, session_id: str) -> int:
+async def stored_chunks(stack: Stack, session_id: str) -> list[AudioEvent]:
+    """The session's audio chunks stored in Kafka."""
     s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix, audio_partitions=4)
     topics = topic_specs(s)
     codecs, dead_letters = Codecs.create(s, topics), DeadLetters("test", None)
-    total = 0
+    chunks = []
     async for rec in read_range(
         stack.bootstrap, await topic_partitions(stack.bootstrap, topics.audio.name, session_id)
     ):
         if rec.key == session_id.encode() and (ev := await dead_letters.decode(codecs.audio, rec)) is not None:
-            total += ev.duration_ms if ev.kind is AudioEventKind.CHUNK else 0
-    return total
+            chunks += [ev] if ev.kind is AudioEventKind.CHUNK else []
+    return chunks
+
+
+async def audio_ms_stored(stack: Stack, session_id: str) -> int:
+    return sum(ev.duration_ms for ev in await stored_chunks(stack, session_id))
+
+
+async def audio_end_stored(stack: Stack, session_id: str) -> int:
+    """Where the session's audio stored in Kafka ends (ms of session audio)."""
+    return max((ev.audio_offset_ms + ev.duration_ms for ev in await stored_chunks(stack, session_id)), default=0)
 
 
 @pytest.fixture
-def doomed_gateway(stack: Stack) -> Iterator[Service]:
-    gw = stack.start_gateway()
+def doomed_gateway(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Service]:
+    gw = stack.start_gateway(**getattr(request, "param", {}))
     stack.wait_healthy([gw])
     yield gw
     if gw in stack.services:
@@ -146,11 +156,42 @@ async def test_gateway_killed_mid_utterance_then_resumed_elsewhere_delivers_ever
         stack.services.remove(doomed_gateway)
     finally:
         await ws.close()
-    messages = await resume_and_speak(stack.ws_url, sid, ready["resume_token"], new_pcm + silence(1500), {0, 1})
+    # the speaker paused (longer than the silence that ends an utterance) before speaking again
+    resumed = silence(1000) + new_pcm + silence(1500)
+    messages = await resume_and_speak(stack.ws_url, sid, ready["resume_token"], resumed, {0, 1})
     texts = exactly_one_final_each(messages)
     assert set(texts) == {0, 1}, messages  # the new connection never reuses the dead one's utterance index
     assert wer(old_ref, texts[0]) < 0.25, texts  # all that reached Kafka, closed by the takeover
     assert wer(new_ref, texts[1]) < 0.2, texts  # nothing of the old utterance glued onto the new one
+
+
+SEAM_CLIP, SEAM_WORD, SEAM_CUT_MS = "sense_and_sensibility_01_austen_64kb-0870", "prudently", 5170  # mid-word
+
+
+@pytest.mark.parametrize("doomed_gateway", [{"CHUNK_MS": "100"}], indirect=True)  # it dies 100 ms or less from the cut
+async def test_a_gateway_killed_mid_word_then_resumed_elsewhere_loses_no_word_at_the_seam(
+    stack: Stack, doomed_gateway: Service
+) -> None:
+    pcm, _, ref = librivox(SEAM_CLIP)
+    lead = silence(300)
+    ws, ready = await begin(doomed_gateway.ws_url, source_lang="en")
+    sid = ready["session_id"]
+    try:
+        await speak_unfinished(ws, lead + pcm[: SEAM_CUT_MS * 32])
+        async with asyncio.timeout(30):  # what the gateway produced is stored before it dies
+            while (stored_ms := await audio_end_stored(stack, sid)) < 300 + SEAM_CUT_MS - 100:
+                await asyncio.sleep(0.2)
+        await asyncio.to_thread(doomed_gateway.kill)  # SIGKILL inside the word
+        stack.services.remove(doomed_gateway)
+    finally:
+        await ws.close()
+    # the client goes on from what was stored (a client that resends nothing just loses the moment in between)
+    rest = pcm[(stored_ms - 300) * 32 :] + silence(1500)
+    texts = exactly_one_final_each(await resume_and_speak(stack.ws_url, sid, ready["resume_token"], rest, {0, 1}))
+    said = f"{texts[0]} {texts[1]}"
+    # decoded apart: "...there might be proof." and "in his power to do for them." (the word at the cut lost)
+    assert SEAM_WORD in normalize(said).split(), texts
+    assert wer(ref, said) <= 0.1, texts
 
 
 async def test_a_session_id_alone_takes_nothing_over(stack: Stack) -> None:
