@@ -146,8 +146,9 @@ class Transcriber(Generic[T]):
     @property
     def timer_interval_s(self) -> float:
         """How often :meth:`on_timer` is worth calling."""
-        waits_ms = [self.assembler.abandon_after_ms, self.assembler.seam_wait_ms or self.assembler.abandon_after_ms]
-        return max(0.5, min(waits_ms) / 4000)
+        a = self.assembler
+        wait_ms = min(a.abandon_after_ms, a.seam_wait_ms) if a.seam_wait_ms else a.abandon_after_ms
+        return max(0.5, wait_ms / 4000)
 
     def on_timer(self, clock_ms: int) -> None:
         """Finalise utterances abandoned by their gateway (no event for ``abandon_after_ms``), and those left

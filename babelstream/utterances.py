@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babelstream.audio.resample import pcm16_to_float, peak_normalize
-from babelstream.audio.seam import SAMPLES_PER_MS, seam_cut_ms
+from babelstream.audio.seam import PCM16_BYTES_PER_MS, seam_cut_ms
 from babelstream.engines.stt import Transcription, Vocabulary
 from schemas.records import (
     TAKEOVER_SEQ,
@@ -87,8 +87,8 @@ class Utterance:
     def cut(self, keep_ms: int) -> bytes:
         """Keep the first ``keep_ms`` of audio; return the rest (PCM16)."""
         pcm = b"".join(self.chunks)
-        head, tail = pcm[: keep_ms * SAMPLES_PER_MS * 2], pcm[keep_ms * SAMPLES_PER_MS * 2 :]
-        self.chunks, self.audio_ms = ([head] if head else []), len(head) // (SAMPLES_PER_MS * 2)
+        head, tail = pcm[: keep_ms * PCM16_BYTES_PER_MS], pcm[keep_ms * PCM16_BYTES_PER_MS :]
+        self.chunks, self.audio_ms = ([head] if head else []), len(head) // PCM16_BYTES_PER_MS
         for name in ("speech_start_ms", "speech_end_ms"):
             value = getattr(self, name)
             if value is not None:
@@ -97,7 +97,7 @@ class Utterance:
 
     def carry(self, pcm: bytes) -> None:
         """Begin with ``pcm``, the speech the session's cut utterance was left in (this one's first chunk)."""
-        ms = len(pcm) // (SAMPLES_PER_MS * 2)
+        ms = len(pcm) // PCM16_BYTES_PER_MS
         self.chunks.insert(0, pcm)
         self.carried_ms, self.audio_ms = ms, self.audio_ms + ms
         self.start_ms = max(0, self.start_ms - ms)
@@ -252,12 +252,11 @@ class UtteranceAssembler:
         return None if earlier is None else Final(earlier.utterance)  # (never waits behind one of its own)
 
     def _resume(self, seam: Seam, ev: AudioEvent, partition: int) -> tuple[Final, Utterance | None]:
-        """The session's next event after ``seam``'s utterance was left: if it begins an utterance at once
+        """The session's next chunk after ``seam``'s utterance was left: if it begins an utterance at once
         (the speaker went on), the speech after the cut's quiet moment begins that utterance too."""
         cut = seam.utterance
         went_on = (
-            ev.kind is AudioEventKind.CHUNK
-            and ev.seq == 0
+            ev.seq == 0
             and ev.utterance_index > cut.utterance_index
             # speech began within the silence that would have ended the cut utterance (where the VAD heard
             # it begin; a gateway that does not say: where the utterance's audio begins)

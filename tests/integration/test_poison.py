@@ -129,7 +129,7 @@ async def test_poison_session_state_does_not_stop_resume(stack: Stack) -> None:
     async with connect(stack.ws_url) as ws:  # the store keeps following: the state just written is seen
         await ws.send(json.dumps(resume))
         ready = json.loads(await asyncio.wait_for(ws.recv(), 15))
-    assert ready["type"] == "ready" and ready["resumed"] is True and ready["source_lang"] == "en"
+    assert ready["type"] == "ready" and ready["resumed"] is True and ready["source_lang"] == "en", ready
 
 
 async def dead_letters_of(svc: Service, topic: str) -> float:
