@@ -63,6 +63,7 @@ class TopicFollower(Generic[R]):
         self._history: dict[TopicPartition, int] = {}  # end offsets at start, while replaying up to them
         self._held: Held = {}
         self._task: asyncio.Task[None] | None = None
+        self._handling = False  # a fetched batch is being handled: the positions are already past it
         self.running = False
 
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -83,9 +84,11 @@ class TopicFollower(Generic[R]):
         try:
             while True:
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                self._handling = True
                 for records in batch.values():
                     for rec in records:
                         await self._handle(rec)
+                self._handling = False
                 if self._history:
                     await self._replayed()
         except asyncio.CancelledError:
@@ -130,10 +133,12 @@ class TopicFollower(Generic[R]):
                 await self.on_unreadable(key, error)
 
     async def wait_caught_up(self, timeout_s: float) -> None:
-        """Return once every record in the topic as of this call has been handled."""
+        """Return once every record in the topic as of this call has been handled. A consumer's position
+        moves past a batch when it is fetched, so the batch being handled (one record of it awaiting the
+        dead-letter topic, say) is waited for too: a record fetched with it is not yet known."""
         ends = await self._consumer.end_offsets(self._tps)
         async with asyncio.timeout(timeout_s):
-            while any([await self._consumer.position(tp) < end for tp, end in ends.items()]):
+            while self._handling or any([await self._consumer.position(tp) < end for tp, end in ends.items()]):
                 await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
