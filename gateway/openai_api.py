@@ -16,22 +16,19 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import Counter, Histogram
 
 from gateway.auth import ANONYMOUS, AuthError, Principal
-from gateway.outbox import Outbox
+from gateway.link import ClientLink, SessionHost
 from gateway.session import ClientSession
 from schemas.messages import ErrorMsg, Final, ProtocolError, ServerMessage, Start, Stop, TranslationOut
 from schemas.openai_api import API_MODEL_ALIASES, ApiError, AudioRequest, ModelCard, ModelList, render
 from schemas.subtitles import Cue, transcript_cues
 from streams.producer import KafkaUnavailable
-
-if TYPE_CHECKING:
-    from gateway.server import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -81,21 +78,13 @@ def decode_upload(data: bytes, max_audio_s: float) -> bytes:
     return bytes(out[:limit_bytes])
 
 
-class ApiConnection:
-    """What the gateway knows of a connection, for a session that an HTTP request holds: the messages
-    for the client are kept for the answer instead of sent."""
-
-    pacer = None  # an upload goes as fast as the workers take it (KEY_REALTIME_FACTOR still applies)
+class UploadLink(ClientLink):
+    """A session that an HTTP request holds: the messages for the client are kept for the answer instead
+    of sent. Its audio goes as fast as the workers take it (no pacer of its own; KEY_REALTIME_FACTOR
+    still applies), and nobody reads a ``rate_limited`` notice."""
 
     def __init__(self, session: ClientSession, principal: Principal) -> None:
-        self.session = session
-        self.principal = principal
-        self.slow = False
-        self.paced = True  # nobody reads a rate_limited notice
-        self.backfill_since_ms: int | None = None
-        self.backfill_after_segment = -1
-        self.done = asyncio.Event()
-        self.outbox: Outbox | None = None  # its writes to Kafka (made by the gateway on its first)
+        super().__init__(session, principal, pacer=None, tells_pacing=False)
         self.changed = asyncio.Event()
         self.fatal: ErrorMsg | None = None
         self.finals: dict[int, Final] = {}
@@ -138,7 +127,7 @@ class ApiConnection:
 
 
 class AudioApi:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: SessionHost) -> None:
         self.gw = gateway
         s = gateway.s
         self.model_name = (s.model_path.name if s.model_path else s.model_size) or "whisper"
@@ -299,10 +288,10 @@ class AudioApi:
         response.headers[SESSION_HEADER] = conn.session.session_id or ""  # its records on Kafka: replay, export
         return response
 
-    async def _open(self, principal: Principal, req: AudioRequest, task: str) -> ApiConnection:
+    async def _open(self, principal: Principal, req: AudioRequest, task: str) -> UploadLink:
         gw = self.gw
         session = ClientSession(gw.s, gw.gateway_id, gw.vad)
-        conn = ApiConnection(session, principal)
+        conn = UploadLink(session, principal)
         translate = task == "translate"
         start = Start(
             type="start",
@@ -324,7 +313,7 @@ class AudioApi:
             raise
         return conn
 
-    async def _feed(self, conn: ApiConnection, pcm: bytes) -> None:
+    async def _feed(self, conn: UploadLink, pcm: bytes) -> None:
         gw, session = self.gw, conn.session
         most = max(1, gw.s.max_pending_utterances - 1)
         for off in range(0, len(pcm), AUDIO_BLOCK_BYTES):
@@ -335,7 +324,7 @@ class AudioApi:
             await gw.apply(conn, session.segments(await asyncio.to_thread(session.analyse, block)))
         await gw.apply(conn, session.handle(Stop(type="stop")))
 
-    async def _collect(self, conn: ApiConnection, task: str) -> tuple[list[Cue], str | None]:
+    async def _collect(self, conn: UploadLink, task: str) -> tuple[list[Cue], str | None]:
         """Wait for every utterance's final (and translation); the answer's cues and language."""
         session = conn.session
 

@@ -15,33 +15,35 @@ import os
 import signal
 import socket
 import ssl
-from collections import Counter
 from collections.abc import Coroutine
 from functools import partial
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
 from babelstream.engines.translate import TranslationRouter
 from babelstream.settings import Settings
 from gateway import metrics as m
+from gateway.admission import Admission
 from gateway.auth import ANONYMOUS, Authenticator, AuthError, Principal, origin_allowed
-from gateway.openai_api import ApiConnection, AudioApi
+from gateway.connection import ClientGone, WebSocketLink
+from gateway.link import ClientLink
+from gateway.openai_api import AudioApi
 from gateway.outbox import Outbox, OutboxFull
 from gateway.pacing import AudioPacer
 from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
 from schemas.langs import LANGUAGES
-from schemas.messages import ErrorMsg, ProtocolError, ServerMessage, Start, parse_client_message
+from schemas.messages import ErrorMsg, ProtocolError, Start, parse_client_message
 from schemas.records import AUDIO_SAMPLE_RATE_HZ, AudioEventKind, Result, ResultKind, SessionState, now_ms
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
@@ -54,96 +56,6 @@ log = logging.getLogger(__name__)
 BACKFILL_MARGIN_MS = 60_000  # results up to this long before the disconnect are looked at again
 FRAMES_READ_AHEAD = 4  # frames websockets reads ahead of the handler per connection (then TCP pushes back)
 OVERSIZE_FACTOR = 2  # frames up to this many times MAX_FRAME_BYTES get frame_too_large, larger ones 1009
-
-
-class ClientGone(Exception):
-    """The client closed or dropped its connection while its audio was being paced."""
-
-
-class Connection:
-    def __init__(self, ws: ServerConnection, session: ClientSession, queue_max: int, pacer: AudioPacer) -> None:
-        self.ws = ws
-        self.session = session
-        self.queue: asyncio.Queue[ServerMessage | None] = asyncio.Queue(maxsize=queue_max)
-        self.slow = False
-        self.backfill_since_ms: int | None = None
-        self.backfill_after_segment = -1
-        self.pacer = pacer
-        self.principal: Principal = getattr(ws, "principal", ANONYMOUS)  # set by the handshake's auth check
-        self.paced = False  # told once that its audio is being paced
-        self.paced_until_s = 0.0  # the loop's time its last pacing delay ends
-        self.writer_task: asyncio.Task[None] | None = None
-        self.done = asyncio.Event()  # set once the handler has ended the session's open utterance
-        self.outbox: Outbox | None = None  # its writes to Kafka (made on its first)
-        self._closed: asyncio.Future[None] | None = None
-
-    async def hold(self, delay_s: float) -> None:
-        """Wait ``delay_s`` before reading on (pacing), or raise :class:`ClientGone` as soon as the client
-        is gone: what it left in the buffers is not paced into Kafka long after it left."""
-        if self._closed is None:
-            self._closed = asyncio.ensure_future(self.ws.wait_closed())
-        self.paced_until_s = asyncio.get_running_loop().time() + delay_s
-        await asyncio.wait({self._closed}, timeout=delay_s)
-        if self._closed.done() or self.ws.state is not State.OPEN:
-            raise ClientGone
-
-    async def keepalive(self, interval_s: float, timeout_s: float) -> None:
-        """Ping every ``interval_s``; close with 1011 when a pong is ``timeout_s`` late, unless the client's
-        audio is being paced: it is alive by definition (what it sent waits unread, and its pong behind
-        it), where websockets' own keepalive would close it. The pings still go out meanwhile: writing is
-        how a gone client is noticed while its socket is not being read."""
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await asyncio.sleep(interval_s)
-                pong = await self.ws.ping()
-                try:
-                    await asyncio.wait_for(asyncio.shield(pong), timeout_s)
-                except TimeoutError:
-                    if loop.time() < self.paced_until_s + timeout_s:
-                        continue  # its pong is behind its audio
-                    await self.ws.close(1011, "keepalive ping timeout")
-                    return
-
-    def close_with(self, error: ErrorMsg, code: int = 1008) -> None:
-        """Send a fatal error, then close: the handler's receive loop ends and cleans up."""
-        self.enqueue(error)
-
-        async def close() -> None:
-            await self.finish()
-            if self.writer_task is not None:
-                with contextlib.suppress(TimeoutError, ConnectionClosed):
-                    await asyncio.wait_for(asyncio.shield(self.writer_task), 2)
-            await self.ws.close(code, error.code)
-
-        asyncio.get_running_loop().create_task(close())
-
-    def enqueue(self, msg: ServerMessage) -> None:
-        if self.slow:
-            return
-        m.QUEUE_DEPTH.observe(self.queue.qsize())
-        try:
-            self.queue.put_nowait(msg)
-        except asyncio.QueueFull:
-            self.slow = True
-            m.SLOW_CLIENTS.inc()
-            m.ERRORS.labels("slow_consumer").inc()
-            log.warning("closing slow client %s (%d messages unread)", self.session.session_id, self.queue.qsize())
-            asyncio.get_running_loop().create_task(
-                self.ws.close(1008, f"slow_consumer: {self.queue.maxsize} messages not read in time")
-            )
-        else:
-            if isinstance(msg, ErrorMsg):
-                m.ERRORS.labels(msg.code).inc()
-
-    async def writer(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while (msg := await self.queue.get()) is not None:
-                await self.ws.send(msg.to_json())
-
-    async def finish(self) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
 
 
 class Gateway:
@@ -164,8 +76,7 @@ class Gateway:
             delete=self.producer.delete_session,
         )
         self.router = ResultRouter(self.kafka, self.topics.results.name, self.codecs, self.deliver, self.dead_letters)
-        self.clients: dict[str, Connection | ApiConnection] = {}  # started sessions, by session id
-        self.unstarted: dict[Connection, None] = {}  # connections yet to send start, oldest first
+        self.clients: dict[str, ClientLink] = {}  # started sessions, by session id
         self.connections = 0
         self.kafka_ok = True
         self._tasks: list[asyncio.Task[None]] = []
@@ -186,7 +97,10 @@ class Gateway:
         self.own_hosts = frozenset(h.strip().lower() for h in settings.public_hosts.split(",") if h.strip()) | (
             frozenset() if settings.gateway_host in ("0.0.0.0", "::", "") else {settings.gateway_host.lower()}
         )
-        self.sessions_of: Counter[str] = Counter()  # concurrent sessions per principal
+        self._principals: WeakKeyDictionary[ServerConnection, Principal] = WeakKeyDictionary()  # from handshakes
+        self.admission: Admission[ClientLink] = Admission(
+            settings.max_sessions, settings.max_sessions_per_key, settings.max_unstarted_connections
+        )
         self._last_epoch = 0  # epochs given out here only grow: two connections never share one
         self.key_pacers: dict[str, AudioPacer] = {}  # audio of all sessions of one key (KEY_REALTIME_FACTOR)
         self.tls: ssl.SSLContext | None = None
@@ -215,7 +129,7 @@ class Gateway:
             self.s.gateway_port,
             max_size=self.s.max_frame_bytes * OVERSIZE_FACTOR,  # what one connection may buffer is bounded:
             max_queue=FRAMES_READ_AHEAD,  # a few frames (then TCP back-pressure), each at most this large
-            ping_interval=None,  # Connection.keepalive instead: it does not close a client being paced
+            ping_interval=None,  # WebSocketLink.keepalive instead: it does not close a client being paced
             process_request=self._check_handshake,
             ssl=self.tls,
         )
@@ -274,7 +188,7 @@ class Gateway:
     async def _healthz(self, _: web.Request) -> web.Response:
         """200 only when this gateway can take a new session: serving, following its topics, Kafka
         reachable and sessions below MAX_SESSIONS (a load balancer sends new clients elsewhere on 503)."""
-        saturated = len(self.clients) >= self.s.max_sessions
+        saturated = self.admission.saturated(len(self.clients))
         serving = self.router.running and self.store.running and self._ws is not None
         status = "ok"
         if not serving or not self.kafka_ok:
@@ -286,7 +200,7 @@ class Gateway:
             "gateway_id": self.gateway_id,
             "clients": len(self.clients),
             "max_sessions": self.s.max_sessions,
-            "unstarted": len(self.unstarted),
+            "unstarted": self.admission.unstarted,
             "kafka": "ok" if self.kafka_ok else "unreachable",
             "following": serving,
         }
@@ -357,9 +271,7 @@ class Gateway:
                 HTTPStatus.FORBIDDEN, "this Origin is neither on loopback nor in PUBLIC_HOSTS or ALLOWED_ORIGINS\n"
             )
         try:
-            connection.principal = self.auth.authenticate(  # type: ignore[attr-defined]
-                request.headers.get("Authorization"), request.path
-            )
+            self._principals[connection] = self.auth.authenticate(request.headers.get("Authorization"), request.path)
         except AuthError as e:
             m.AUTH_FAILURES.labels(str(e.status)).inc()
             return connection.respond(HTTPStatus(e.status), e.message + "\n")
@@ -373,8 +285,12 @@ class Gateway:
         self.connections += 1
         m.CLIENTS.inc()
         session = ClientSession(self.s, self.gateway_id, self.vad)
-        conn = Connection(
-            ws, session, self.s.client_queue_max, AudioPacer(self.s.max_realtime_factor, self.s.audio_burst_s)
+        conn = WebSocketLink(
+            ws,
+            session,
+            self._principals.pop(ws, ANONYMOUS),
+            self.s.client_queue_max,
+            AudioPacer(self.s.max_realtime_factor, self.s.audio_burst_s),
         )
         self._admit(conn)
         conn.writer_task = asyncio.create_task(conn.writer())
@@ -431,11 +347,10 @@ class Gateway:
             self.connections -= 1
             m.CLIENTS.dec()
 
-    async def release(self, conn: Connection | ApiConnection) -> None:
+    async def release(self, conn: ClientLink) -> None:
         """The connection is gone (or its HTTP request answered): its open utterance is ended, and it no
         longer counts against the limits nor gets results."""
         session = conn.session
-        self.unstarted.pop(conn, None)
         try:
             await self.apply(conn, session.disconnect())
         except Exception:
@@ -445,25 +360,20 @@ class Gateway:
                 self._spawn(self._drain(conn.outbox))
             if session.session_id and self.clients.get(session.session_id) is conn:
                 del self.clients[session.session_id]
-            if session.started:  # counted as one of its principal's sessions when it started
-                self.sessions_of[conn.principal.name] -= 1
-                if not self.sessions_of[conn.principal.name]:
-                    del self.sessions_of[conn.principal.name]
+            self.admission.released(conn, conn.principal, started=session.started)
             conn.done.set()
 
-    def _admit(self, conn: Connection) -> None:
+    def _admit(self, conn: WebSocketLink) -> None:
         """Count a new connection as unstarted; past MAX_UNSTARTED_CONNECTIONS the one that has waited
-        longest is closed, so a flood of connections that never start cannot lock real clients out."""
-        self.unstarted[conn] = None
-        if len(self.unstarted) > self.s.max_unstarted_connections:
-            oldest = next(iter(self.unstarted))
-            self.unstarted.pop(oldest)
+        longest is closed (``gateway.admission``)."""
+        oldest = self.admission.connected(conn)
+        if oldest is not None:
             m.ERRORS.labels("start_timeout").inc()
             oldest.close_with(
                 ErrorMsg(code="start_timeout", message="too many connections are waiting to start", fatal=True)
             )
 
-    async def _on_message(self, conn: Connection, message: str | bytes) -> list[Output]:
+    async def _on_message(self, conn: WebSocketLink, message: str | bytes) -> list[Output]:
         session = conn.session
         size_bytes = len(message) if isinstance(message, bytes) else utf8_size(message)
         if size_bytes > self.s.max_frame_bytes:
@@ -480,7 +390,7 @@ class Gateway:
             return session.handle(msg)
         return await self.begin(conn, msg)
 
-    async def pace(self, conn: Connection | ApiConnection, audio_s: float) -> None:
+    async def pace(self, conn: ClientLink, audio_s: float) -> None:
         """Hold the frame back while its session, or all sessions of its key together, send audio faster
         than their limit; the client is told once."""
         now_s = asyncio.get_running_loop().time()
@@ -501,10 +411,7 @@ class Gateway:
                     " it is accepted at that pace",
                 )
             )
-        if isinstance(conn, Connection):
-            await conn.hold(delay_s)
-        else:
-            await asyncio.sleep(delay_s)
+        await conn.hold(delay_s)
 
     def _key_pacer(self, who: Principal) -> AudioPacer | None:
         if who is ANONYMOUS or not self.s.key_realtime_factor:
@@ -513,7 +420,7 @@ class Gateway:
             self.key_pacers[who.name] = AudioPacer(self.s.key_realtime_factor, self.s.audio_burst_s)
         return self.key_pacers[who.name]
 
-    async def begin(self, conn: Connection | ApiConnection, msg: Start) -> list[Output]:
+    async def begin(self, conn: ClientLink, msg: Start) -> list[Output]:
         session = conn.session
         session.validate(msg)  # a bad start fails before anything happens to the session's owner
         prior = None
@@ -534,9 +441,8 @@ class Gateway:
         outputs = session.start(msg, prior, conn.principal.name, min_epoch=self._last_epoch + 1)
         self._last_epoch = session.epoch
         assert session.session_id is not None
-        self.unstarted.pop(conn, None)
+        self.admission.started(conn, conn.principal)
         self.clients[session.session_id] = conn
-        self.sessions_of[conn.principal.name] += 1
         if prior is not None:  # results that came while the client was away
             conn.backfill_since_ms = prior.updated_at_ms - BACKFILL_MARGIN_MS
             conn.backfill_after_segment = -1 if msg.received_up_to is None else msg.received_up_to
@@ -555,13 +461,9 @@ class Gateway:
 
     def admissible(self, who: Principal) -> None:
         """Raise unless a new session of ``who`` fits MAX_SESSIONS and the key's own limit."""
-        if len(self.clients) >= self.s.max_sessions:
-            raise ProtocolError("server_busy", "this gateway has MAX_SESSIONS sessions; try another", fatal=True)
-        limit = who.max_sessions or self.s.max_sessions_per_key
-        if who is not ANONYMOUS and self.sessions_of[who.name] >= limit:
-            raise ProtocolError("too_many_sessions", f"{who.name} already has {limit} sessions open", fatal=True)
+        self.admission.check(who, len(self.clients))
 
-    async def _supersede(self, old: Connection | ApiConnection, timeout_s: float = 10.0) -> None:
+    async def _supersede(self, old: ClientLink, timeout_s: float = 10.0) -> None:
         """Another connection resumed ``old``'s session: close ``old`` without letting it write session
         state again, and wait until its handler has ended its open utterance on Kafka."""
         if not old.session.superseded:
@@ -596,7 +498,7 @@ class Gateway:
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_failed_task)
 
-    async def apply(self, conn: Connection | ApiConnection, outputs: list[Output]) -> None:
+    async def apply(self, conn: ClientLink, outputs: list[Output]) -> None:
         """Execute a session's outputs: messages to its client, writes to its outbox (``gateway.outbox``)."""
         for out in outputs:
             if isinstance(out, ToClient):
@@ -620,7 +522,7 @@ class Gateway:
                         limit = self.s.kafka_write_timeout_s
                         raise KafkaUnavailable(f"Kafka did not store a write in {limit:g} s") from None
 
-    def _outbox(self, conn: Connection | ApiConnection) -> Outbox:
+    def _outbox(self, conn: ClientLink) -> Outbox:
         if conn.outbox is None:
             name = f"session {conn.session.session_id}"
             limit_bytes = int(self.s.outage_buffer_s * AUDIO_SAMPLE_RATE_HZ) * 2  # PCM16
@@ -628,7 +530,7 @@ class Gateway:
             self._writers[conn.outbox] = asyncio.get_running_loop().create_task(conn.outbox.run())
         return conn.outbox
 
-    def _outage_overflow(self, conn: Connection | ApiConnection, offset_ms: int) -> ProtocolError:
+    def _outage_overflow(self, conn: ClientLink, offset_ms: int) -> ProtocolError:
         assert conn.outbox is not None
         stuck_since_s = conn.outbox.stuck_since_s
         away_s = asyncio.get_running_loop().time() - stuck_since_s if stuck_since_s is not None else 0.0
@@ -654,7 +556,7 @@ class Gateway:
             if writer is not None:
                 writer.cancel()
 
-    async def _backfill(self, conn: Connection, since_ms: int) -> None:
+    async def _backfill(self, conn: WebSocketLink, since_ms: int) -> None:
         """Deliver a resumed session's results produced while it was disconnected (duplicates are dropped)."""
         sid = conn.session.session_id
         assert sid is not None
@@ -680,7 +582,7 @@ class Gateway:
         if conn is not None:
             self._deliver_to(conn, result)
 
-    def _deliver_to(self, conn: Connection | ApiConnection, result: Result, observe_latency: bool = True) -> None:
+    def _deliver_to(self, conn: ClientLink, result: Result, observe_latency: bool = True) -> None:
         msg = conn.session.result(result)
         if msg is None:
             return

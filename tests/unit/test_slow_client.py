@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from babelstream.settings import load_settings
+from gateway.auth import ANONYMOUS
+from gateway.connection import WebSocketLink
 from gateway.pacing import AudioPacer
-from gateway.server import Connection
 from gateway.session import ClientSession
 from schemas.messages import Pong
 
@@ -28,7 +29,7 @@ async def test_slow_client_is_closed_when_its_queue_is_full() -> None:
     s = load_settings(client_queue_max=4)
     ws = StuckSocket()
     pacer = AudioPacer(s.max_realtime_factor, s.audio_burst_s)
-    conn = Connection(ws, ClientSession(s, "gw", lambda: None), s.client_queue_max, pacer)  # type: ignore[arg-type]
+    conn = WebSocketLink(ws, ClientSession(s, "gw", lambda: None), ANONYMOUS, s.client_queue_max, pacer)  # type: ignore[arg-type]
     writer = asyncio.create_task(conn.writer())
     for i in range(10):  # never blocks the caller, whatever the client does
         conn.enqueue(Pong(time_ms=i))
