@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from babelstream.utterances import Utterance
 
@@ -195,18 +195,26 @@ class LanguageMemory:
     """Languages detected per session, so that decodes detect (a 30 s encoder pass) only where it matters.
 
     Whisper's detection from an utterance's first second or two wanders (Spanish read as Portuguese, Hindi,
-    then Arabic, before it settles): an interim's detection is used for that interim alone, never kept. An
-    utterance's language is settled by a confident detection from the whole of it, a final's or the guess
-    at one made at a pause. Until then its interims use the language of the session's last confident final
-    (no detection, and no flash of another language), or detect when there is none yet. A session whose
-    last ``stable_after`` confident finals were all one language skips detection for finals too, but on
-    every ``redetect_every``-th utterance (people switch)."""
+    then Arabic, before it settles). So an utterance's language is settled by a confident detection from
+    the whole of it (a final's, or the guess at one made at a pause), or by a very sure one
+    (``interim_min_probability``) from at least ``settle_ms`` of it: its final then need not detect again.
+    A very sure detection from less is kept for the utterance's later interims only. Interims with nothing
+    of their own use the language the session was last confidently heard in (no detection, and no flash of
+    another language), or detect when there is none yet. A session whose last ``stable_after`` confident
+    finals were all one language skips detection for finals too, but on every ``redetect_every``-th
+    utterance (people switch). One final is enough: a detection from the whole 30 s window is what offline
+    Whisper trusts, and each costs an encoder pass over that window (as much as decoding a 6 s utterance
+    here); detecting on every interim of a session's first utterances and on its first three finals made
+    first text and finals 1.5 to 3 times later under three sessions (``bench.sessions``)."""
 
-    stable_after: int = 3
+    stable_after: int = 1
     redetect_every: int = 10
     min_probability: float = 0.7
+    interim_min_probability: float = 0.9
+    settle_ms: int = 3000
     max_sessions: int = 10_000
     _streaks: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+    _heard: OrderedDict[str, str] = field(default_factory=OrderedDict)  # last confident whole detection
 
     def language_for(self, u: Utterance, given: str | None, *, final: bool) -> str | None:
         """The language to decode ``u`` in (``final``: the whole utterance); None means: detect."""
@@ -217,19 +225,33 @@ class LanguageMemory:
         lang, streak = self._streaks.get(u.session_id, (None, 0))
         if streak >= self.stable_after and streak % self.redetect_every != 0:
             return lang
-        return lang if not final and streak else None
+        return None if final else self._heard.get(u.session_id, u.interim_language)
 
-    def observe(self, u: Utterance, language: str | None, probability: float | None, *, whole: bool) -> None:
+    def observe(
+        self, u: Utterance, language: str | None, probability: float | None, *, whole: bool, heard_ms: int = 0
+    ) -> None:
         """A decode of ``u`` without a given language found ``language``; ``whole``: from all of its audio
-        so far (a final or a guess at one), not an interim's."""
-        if whole and language and u.language is None and (probability or 0.0) >= self.min_probability:
+        so far (a final or a guess at one), not an interim's; ``heard_ms``: the audio it was found from."""
+        p = probability or 0.0
+        if not language or u.language is not None:
+            return
+        if (whole and p >= self.min_probability) or (heard_ms >= self.settle_ms and p >= self.interim_min_probability):
             u.language = language
+            self._remember(self._heard, u.session_id, language)
+        elif p >= self.interim_min_probability:
+            u.interim_language = language
 
     def finished(self, u: Utterance, language: str | None, probability: float | None) -> None:
         """``u``'s final is in ``language``: a confident one grows the session's streak (or starts one)."""
         if not language or (probability or 0.0) < self.min_probability:
             return
         lang, streak = self._streaks.pop(u.session_id, (None, 0))
-        self._streaks[u.session_id] = (language, streak + 1 if lang == language else 1)
-        while len(self._streaks) > self.max_sessions:
-            self._streaks.popitem(last=False)
+        self._remember(self._streaks, u.session_id, (language, streak + 1 if lang == language else 1))
+        self._remember(self._heard, u.session_id, language)
+
+    def _remember(self, memory: OrderedDict[str, Any], session_id: str, value: Any) -> None:
+        """Newest last; the sessions least recently heard from are forgotten past ``max_sessions``."""
+        memory.pop(session_id, None)
+        memory[session_id] = value
+        while len(memory) > self.max_sessions:
+            memory.popitem(last=False)

@@ -40,7 +40,7 @@ from babelstream.utterances import (
     utterance_result,
 )
 from schemas.langs import UnknownLanguage, normalize_lang
-from schemas.records import AudioEvent, ErrorInfo, Result, ResultKind, Translation
+from schemas.records import AUDIO_SAMPLE_RATE_HZ, AudioEvent, ErrorInfo, Result, ResultKind, Translation
 
 T = TypeVar("T")  # the shell's handle of one consumed record (a Faust event)
 V = TypeVar("V")
@@ -223,8 +223,10 @@ class Transcriber(Generic[T]):
         done.update((key, (e, 0)) for key, e in batch.unprepared.items())
         for d, t in zip(batch.decodes, transcriptions, strict=True):
             if isinstance(t, Transcription) and d.request.language is None:
-                # a language detected from the whole utterance is kept for it
-                self.languages.observe(d.job.utterance, t.language, t.language_probability, whole=d.request.final)
+                heard_ms = len(d.request.audio) * 1000 // AUDIO_SAMPLE_RATE_HZ
+                self.languages.observe(
+                    d.job.utterance, t.language, t.language_probability, whole=d.request.final, heard_ms=heard_ms
+                )
             done[d.job.key] = (t, d.from_ms)
         out = []
         for job in batch.jobs:

@@ -58,6 +58,7 @@ class Utterance:
     gaps: int = 0
     end_reason: str | None = None
     language: str | None = None  # detected by an earlier decode of this utterance (see scheduler.LanguageMemory)
+    interim_language: str | None = None  # a sure guess of an interim, for its later interims only
     prompt: str | None = None  # the client's domain text and favoured words, from the first chunk
     hotwords: str | None = None
     speech_start_ms: int | None = None  # from the gateway's VAD, carried by END

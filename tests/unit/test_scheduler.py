@@ -73,9 +73,12 @@ def test_language_is_settled_by_the_whole_utterance_then_by_the_session() -> Non
     mem = LanguageMemory(stable_after=2, redetect_every=4, min_probability=0.7)
     first = utt("s", 0)
     assert mem.language_for(first, given=None, final=False) is None  # nothing known: detect
-    mem.observe(first, "ar", 0.95, whole=False)  # an interim's first seconds: Whisper's guess wanders
-    assert mem.language_for(first, given=None, final=False) is None  # so it is never kept
+    mem.observe(first, "ar", 0.8, whole=False)  # an interim's first seconds: Whisper's guess wanders
+    assert mem.language_for(first, given=None, final=False) is None  # so an unsure one is not kept
+    mem.observe(first, "pt", 0.95, whole=False)  # a sure one is, for the utterance's later interims only
+    assert mem.language_for(first, given=None, final=False) == "pt"
     assert mem.language_for(first, given=None, final=True) is None  # the final detects from all of it
+    assert mem.language_for(utt("s", 1), given=None, final=False) is None  # and no other utterance uses it
     mem.observe(first, "fr", 0.4, whole=True)  # not confident: detect again next time
     assert mem.language_for(first, given=None, final=True) is None
     mem.observe(first, "es", 0.95, whole=True)  # a guess at the final, at a pause
@@ -171,3 +174,30 @@ def test_wake_at_ms_is_always_in_the_future() -> None:
     s = DecodeScheduler(interim_settle_ms=100, max_batch_size=4, batch_wait_ms=30)
     s.submit_interim(utt("a"), 1, now_ms=0)
     assert s.wake_at_ms(0) == 100 and s.wake_at_ms(100) == 130 and s.wake_at_ms(130) is None
+
+
+def test_the_next_utterance_interims_use_a_language_heard_at_a_pause_before_its_final_is_sent() -> None:
+    """A confident detection from a whole utterance (the guess at its pause) is known at once to the
+    session's next utterance's interims: they need not detect (a 30 s encoder pass each) while the first
+    utterance's final is still on its way."""
+    mem = LanguageMemory()
+    first, second = utt("s", 0), utt("s", 1)
+    mem.observe(first, "es", 0.95, whole=True)
+    assert mem.language_for(second, given=None, final=False) == "es"
+    assert mem.language_for(second, given=None, final=True) is None  # no final of the session yet: detect
+    mem.observe(first, "fr", 0.99, whole=False)  # an interim's guess is never kept
+    assert mem.language_for(utt("s", 2), given=None, final=False) == "es"
+    mem.finished(first, "es", 0.95)
+    assert mem.language_for(second, given=None, final=True) == "es"  # one confident final: the session's
+
+
+def test_a_very_sure_detection_from_enough_of_an_utterance_settles_it() -> None:
+    mem = LanguageMemory(interim_min_probability=0.9, settle_ms=3000)
+    u = utt("s", 0)
+    mem.observe(u, "es", 0.97, whole=False, heard_ms=2000)  # sure, but from too little: interims only
+    assert mem.language_for(u, given=None, final=True) is None
+    mem.observe(u, "es", 0.85, whole=False, heard_ms=4000)  # enough audio, not sure enough
+    assert mem.language_for(u, given=None, final=True) is None
+    mem.observe(u, "es", 0.95, whole=False, heard_ms=3000)
+    assert mem.language_for(u, given=None, final=True) == "es"  # the final need not detect
+    assert mem.language_for(utt("s", 1), given=None, final=False) == "es"  # the session was heard in it

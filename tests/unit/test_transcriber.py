@@ -160,5 +160,5 @@ def test_a_detected_language_is_kept_for_the_utterance_and_the_session() -> None
         batch = tx.next_batch(10_000 * (index + 1))
         assert batch is not None
         language = batch.decodes[0].request.language
-        assert language == (None if index < 3 else "es"), index  # stable after three confident finals
+        assert language == (None if index < 1 else "es"), index  # stable after one confident final
         tx.finish(batch, [Transcription("hola", "es", 0.95)])
