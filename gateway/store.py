@@ -34,9 +34,10 @@ class SessionStore:
         codecs: Codecs,
         dead_letters: DeadLetters,
         on_change: Callable[[SessionState], None] | None = None,
-        delete: Callable[[str], Awaitable[object]] | None = None,
+        delete: Callable[[str, int | None], Awaitable[object]] | None = None,
     ) -> None:
-        """``delete(session_id)`` tombstones a session (unset: unreadable states are only dead-lettered)."""
+        """``delete(session_id, partition)`` tombstones a session (in that partition, None: its key's);
+        unset: unreadable states are only dead-lettered."""
         self.states: dict[str, SessionState] = {}
         self.on_change = on_change
         self.delete = delete
@@ -51,11 +52,11 @@ class SessionStore:
             on_unreadable=self._on_unreadable,
         )
 
-    async def _on_unreadable(self, key: bytes, error: CodecError) -> None:
+    async def _on_unreadable(self, key: bytes, partition: int, error: CodecError) -> None:
         if self.delete is not None and not isinstance(error, UnknownSchema):
             sid = key.decode(errors="replace")
             log.warning("session %s: its last state is unreadable (%s); tombstoning it", sid, error)
-            await self.delete(sid)
+            await self.delete(sid, partition)  # where the record is: a writer may have put it off its key's
 
     def _on_record(self, key: bytes | None, state: SessionState | None) -> None:
         sid = key.decode(errors="replace") if key else ""

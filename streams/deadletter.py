@@ -39,7 +39,7 @@ class SourceRecord(Protocol):
     value: bytes | None
 
 
-Held = dict[bytes, tuple[SourceRecord, CodecError]]  # unreadable records by key, not dead-lettered yet
+Held = dict[tuple[int, bytes], tuple[SourceRecord, CodecError]]  # unreadable, by partition and key
 
 
 class DeadLetters:
@@ -75,7 +75,7 @@ class DeadLetters:
             return await codec.decode_async(rec.value)
         except CodecError as e:
             if held is not None and rec.key is not None:
-                held[rec.key] = (rec, e)
+                held[rec.partition, rec.key] = (rec, e)
             else:
                 await self.send(rec, e, "undecodable")
             return None

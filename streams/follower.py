@@ -5,11 +5,12 @@ store (from the start of the compacted topic). Each record is decoded, handed to
 allowed to stop the loop: an unreadable record, or one whose handling raises, goes to the dead-letter topic
 (``streams.deadletter``) and the next one is read.
 
-Replaying a compacted topic's history at start, an unreadable record is held back by key: a later record
-of the key (a newer state, a tombstone) supersedes it, and what is still held once the follower has caught
-up is dead-lettered then. Every unreadable record dead-lettered (live or from the history) that has a key
-is handed to ``on_unreadable`` (the session store tombstones its session), so a gateway's every restart
-does not dead-letter the same old records again.
+Replaying a compacted topic's history at start, an unreadable record is held back by partition and key:
+a later record of the key in its partition (a newer state, a tombstone) supersedes it, and what is still
+held once the follower has caught up is dead-lettered then. Every unreadable record dead-lettered (live
+or from the history) that has a key is handed to ``on_unreadable`` with its partition (the session store
+tombstones its session there), so a gateway's every restart does not dead-letter the same old records
+again.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ class TopicFollower(Generic[R]):
         from_start: bool,
         tombstones: bool = False,
         max_records: int = 500,
-        on_unreadable: Callable[[bytes, CodecError], Awaitable[None]] | None = None,
+        on_unreadable: Callable[[bytes, int, CodecError], Awaitable[None]] | None = None,
     ) -> None:
         """``on_record(key, record)``; ``record`` is None for a tombstone (only when ``tombstones``);
-        ``on_unreadable(key, error)``: an unreadable record, the key's last, was dead-lettered."""
+        ``on_unreadable(key, partition, error)``: an unreadable record, the key's last in its partition,
+        was dead-lettered."""
         self.topic = topic
         self.codec = codec
         self.on_record = on_record
@@ -102,7 +104,7 @@ class TopicFollower(Generic[R]):
         record: R | None = None
         replaying = rec.offset < self._history.get(TopicPartition(rec.topic, rec.partition), 0)
         if replaying and rec.key is not None:
-            self._held.pop(rec.key, None)  # superseded by this one
+            self._held.pop((rec.partition, rec.key), None)  # superseded by this one (in its partition)
         if not (self.tombstones and rec.value is None):
             held: Held = self._held if replaying else {}
             record = await self.dead_letters.decode(self.codec, rec, held)
@@ -127,10 +129,10 @@ class TopicFollower(Generic[R]):
         await self._unreadable(held)
 
     async def _unreadable(self, held: Held) -> None:
-        for key, (rec, error) in held.items():
+        for (partition, key), (rec, error) in held.items():
             await self.dead_letters.send(rec, error, "undecodable")
             if self.on_unreadable is not None:
-                await self.on_unreadable(key, error)
+                await self.on_unreadable(key, partition, error)
 
     async def wait_caught_up(self, timeout_s: float) -> None:
         """Return once every record in the topic as of this call has been handled. A consumer's position

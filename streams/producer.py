@@ -59,9 +59,12 @@ class EventProducer:
             self.topics.sessions.name, self.codecs.session.encode(state), key=session_key(state.session_id)
         )
 
-    async def delete_session(self, session_id: str) -> asyncio.Future[object]:
-        """Tombstone a session's state: compaction removes it, and no one can resume it any more."""
-        return await self._producer.send(self.topics.sessions.name, None, key=session_key(session_id))
+    async def delete_session(self, session_id: str, partition: int | None = None) -> asyncio.Future[object]:
+        """Tombstone a session's state: compaction removes it, and no one can resume it any more.
+        ``partition``: where a record to supersede lies, when not in the key's own partition."""
+        return await self._producer.send(
+            self.topics.sessions.name, None, key=session_key(session_id), partition=partition
+        )
 
     async def kafka_reachable(self, timeout_s: float = 5.0) -> bool:
         """Whether the cluster answered a metadata request just now."""

@@ -8,10 +8,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from babelstream.settings import Settings
+from gateway.store import SessionStore
 from schemas.records import SessionState
 from streams.deadletter import DeadLetters
 from streams.follower import TopicFollower
-from streams.topics import Codecs, topic_specs
+from streams.producer import EventProducer
+from streams.topics import Codecs, partition_ids, topic_specs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,3 +54,50 @@ async def test_caught_up_waits_for_a_record_fetched_behind_one_being_dead_letter
     finally:
         await producer.stop()
         await follower.stop()
+
+
+async def test_an_unreadable_state_off_its_keys_partition_is_tombstoned_where_it_lies(settings: Settings) -> None:
+    """Unreadable states of one key in two partitions (a writer that chose partitions itself): each is
+    dead-lettered once and tombstoned in its own partition, so a store that replays the topic later meets
+    none again (a tombstone in the key's own partition alone left the other one for every restart)."""
+    topics = topic_specs(settings)
+    codecs = Codecs.create(settings, topics)
+    topic = topics.sessions.name
+    producer = EventProducer(settings.bootstrap, topics, codecs)
+    await producer.start()
+    dead: list[int] = []
+
+    async def dead_letter_topic(key: bytes | None, value: bytes | None, headers: object) -> None:
+        dead.append(1)
+
+    raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await raw.start()
+    try:
+        for partition in await partition_ids(settings.bootstrap, topic):
+            await raw.send_and_wait(topic, b"\x07not avro", key=b"both", partition=partition)
+        first = SessionStore(
+            settings.bootstrap, topic, codecs, DeadLetters("first", dead_letter_topic), delete=producer.delete_session
+        )
+        await first.start()
+        async with asyncio.timeout(20):
+            while len(dead) < 2:
+                await asyncio.sleep(0.05)
+        await first.stop()
+        await producer.flush()
+        dead.clear()
+        later = SessionStore(
+            settings.bootstrap, topic, codecs, DeadLetters("later", dead_letter_topic), delete=producer.delete_session
+        )
+        await later.start()
+        await later.get("anything", 10)
+        # one more unreadable state, live: once it is dead-lettered the replay of the history is over
+        await raw.send_and_wait(topic, b"\x07new", key=b"fresh", partition=0)
+        async with asyncio.timeout(20):
+            while not dead:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        await later.stop()
+        assert len(dead) == 1, f"a later store dead-lettered {len(dead) - 1} old states again"
+    finally:
+        await raw.stop()
+        await producer.stop()
