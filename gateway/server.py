@@ -1,9 +1,12 @@
-"""The gateway service: WebSocket clients in, audio events to Kafka, results back to the right client.
+"""The gateway core: clients' sessions in, audio events to Kafka, results back to the right client.
 
-I/O shell around :class:`gateway.session.ClientSession`. Every client has a bounded outgoing queue; a
-client that stops reading is closed (code 1008) instead of slowing anyone else. Health (``/healthz``),
-Prometheus metrics (``/metrics``), the languages (``/languages``), the web client and the OpenAI-compatible
-audio API (``/v1/...``, :mod:`gateway.openai_api`) are served on ``HEALTH_PORT``.
+The I/O shell around :class:`gateway.session.ClientSession`, for every kind of client alike
+(:class:`gateway.link.ClientLink`): it starts, resumes and takes over sessions, paces their audio,
+executes their outputs through each one's outbox (:mod:`gateway.outbox`), delivers results and backfills
+a resumed session. Its rooms: the WebSocket handshake (:mod:`gateway.handshake`) and connection
+(:mod:`gateway.connection`), admission (:mod:`gateway.admission`), the HTTP port (:mod:`gateway.http`,
+with the REST API of :mod:`gateway.openai_api`), session state (:mod:`gateway.store`) and the results
+fan-out (:mod:`gateway.results`).
 """
 
 from __future__ import annotations
@@ -17,24 +20,20 @@ import socket
 import ssl
 from collections.abc import Coroutine
 from functools import partial
-from http import HTTPStatus
-from importlib import resources
 from typing import Any
-from weakref import WeakKeyDictionary
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
 from babelstream.engines.translate import TranslationRouter
 from babelstream.settings import Settings
 from gateway import metrics as m
 from gateway.admission import Admission
-from gateway.auth import ANONYMOUS, Authenticator, AuthError, Principal, origin_allowed
+from gateway.auth import ANONYMOUS, Authenticator, Principal
 from gateway.connection import ClientGone, WebSocketLink
+from gateway.handshake import Handshake
+from gateway.http import GatewayHttp, Health
 from gateway.link import ClientLink
 from gateway.openai_api import AudioApi
 from gateway.outbox import Outbox, OutboxFull
@@ -42,7 +41,6 @@ from gateway.pacing import AudioPacer
 from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
-from schemas.langs import LANGUAGES
 from schemas.messages import ErrorMsg, ProtocolError, Start, parse_client_message
 from schemas.records import AUDIO_SAMPLE_RATE_HZ, AudioEventKind, Result, ResultKind, SessionState, now_ms
 from streams.deadletter import DeadLetters
@@ -92,12 +90,16 @@ class Gateway:
             jwt_audience=settings.jwt_audience,
             jwt_issuer=settings.jwt_issuer,
         )
-        self.translation_routes = TranslationRouter.from_settings(settings).routes()  # what GET /languages says
-        self.origins = frozenset(o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip())
-        self.own_hosts = frozenset(h.strip().lower() for h in settings.public_hosts.split(",") if h.strip()) | (
-            frozenset() if settings.gateway_host in ("0.0.0.0", "::", "") else {settings.gateway_host.lower()}
+        self.handshake = Handshake(self.auth, settings.allowed_origins, settings.public_hosts, settings.gateway_host)
+        self.http = GatewayHttp(
+            AudioApi(self),
+            self.auth,
+            self.health,
+            lambda: {"ws_port": self.port, "tls": self.tls is not None, "auth": self.auth.required},
+            TranslationRouter.from_settings(settings).routes(),  # what GET /languages says
+            metrics_auth=settings.metrics_auth,
+            max_upload_bytes=settings.api_max_upload_bytes,
         )
-        self._principals: WeakKeyDictionary[ServerConnection, Principal] = WeakKeyDictionary()  # from handshakes
         self.admission: Admission[ClientLink] = Admission(
             settings.max_sessions, settings.max_sessions_per_key, settings.max_unstarted_connections
         )
@@ -109,7 +111,6 @@ class Gateway:
             self.tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         self._silero_path = find_silero_model(settings.silero_model_path) if settings.vad_vote != "webrtc" else None
         self._ws: Server | None = None
-        self._http: web.AppRunner | None = None
         self.port = settings.gateway_port
         self.health_port = settings.health_port
 
@@ -130,26 +131,11 @@ class Gateway:
             max_size=self.s.max_frame_bytes * OVERSIZE_FACTOR,  # what one connection may buffer is bounded:
             max_queue=FRAMES_READ_AHEAD,  # a few frames (then TCP back-pressure), each at most this large
             ping_interval=None,  # WebSocketLink.keepalive instead: it does not close a client being paced
-            process_request=self._check_handshake,
+            process_request=self.handshake.check,
             ssl=self.tls,
         )
         self.port = self._ws.sockets[0].getsockname()[1]
-        app = web.Application(client_max_size=self.s.api_max_upload_bytes + (1 << 20))
-        AudioApi(self).add_routes(app)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/config.json", self._client_config)
-        app.router.add_get("/languages", self._languages)
-        static = resources.files("gateway").joinpath("static")
-        if static.is_dir():
-            app.router.add_get("/", lambda _: web.FileResponse(str(static.joinpath("index.html"))))
-            app.router.add_static("/static/", str(static))
-        # a request whose client hangs up is cancelled: an API upload's session then ends at once
-        self._http = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._http.setup()
-        site = web.TCPSite(self._http, self.s.gateway_host, self.s.health_port, ssl_context=self.tls)
-        await site.start()
-        self.health_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.health_port = await self.http.start(self.s.gateway_host, self.s.health_port, self.tls)
         log.info(
             "gateway %s: %s://%s:%d, health %s://%s:%d/healthz, authentication %s",
             self.gateway_id,
@@ -182,29 +168,18 @@ class Gateway:
         await self.router.stop()
         await self.store.stop()
         await self.producer.stop()
-        if self._http is not None:
-            await self._http.cleanup()
+        await self.http.stop()
 
-    async def _healthz(self, _: web.Request) -> web.Response:
-        """200 only when this gateway can take a new session: serving, following its topics, Kafka
-        reachable and sessions below MAX_SESSIONS (a load balancer sends new clients elsewhere on 503)."""
-        saturated = self.admission.saturated(len(self.clients))
-        serving = self.router.running and self.store.running and self._ws is not None
-        status = "ok"
-        if not serving or not self.kafka_ok:
-            status = "degraded"
-        elif saturated:
-            status = "saturated"
-        body = {
-            "status": status,
-            "gateway_id": self.gateway_id,
-            "clients": len(self.clients),
-            "max_sessions": self.s.max_sessions,
-            "unstarted": self.admission.unstarted,
-            "kafka": "ok" if self.kafka_ok else "unreachable",
-            "following": serving,
-        }
-        return web.json_response(body, status=200 if status == "ok" else 503)
+    def health(self) -> Health:
+        """Whether this gateway can take a new session (``gateway.http``: 200 only then)."""
+        return Health(
+            gateway_id=self.gateway_id,
+            serving=self.router.running and self.store.running and self._ws is not None,
+            kafka_ok=self.kafka_ok,
+            clients=len(self.clients),
+            max_sessions=self.s.max_sessions,
+            unstarted=self.admission.unstarted,
+        )
 
     async def _probe_kafka(self, every_s: float = 5.0, remind_s: float = 30.0) -> None:
         """Whether Kafka answers, every ``every_s``; while it does not, one line every ``remind_s`` says for
@@ -243,40 +218,6 @@ class Gateway:
             except Exception:
                 log.exception("session upkeep failed; trying again in %g s", every_s)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        if self.s.metrics_auth:
-            try:
-                self.auth.authenticate(request.headers.get("Authorization"), request.path_qs)
-            except AuthError as e:
-                return web.Response(status=e.status, text=e.message + "\n")
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _languages(self, _: web.Request) -> web.Response:
-        """The languages, and for each spoken language the targets it can be translated into, with their
-        route (a text model, ``whisper``: Whisper's English from the speech, or ``whisper+<model>``)."""
-        return web.json_response({"languages": LANGUAGES, "routes": self.translation_routes})
-
-    async def _client_config(self, _: web.Request) -> web.Response:
-        return web.json_response({"ws_port": self.port, "tls": self.tls is not None, "auth": self.auth.required})
-
-    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Before the WebSocket upgrade: a browser's Origin must be allowed, and the credential valid."""
-        for name in ("Host", "Origin", "Authorization"):
-            if len(request.headers.get_all(name)) > 1:
-                m.AUTH_FAILURES.labels("400").inc()
-                return connection.respond(HTTPStatus.BAD_REQUEST, f"more than one {name} header\n")
-        if not origin_allowed(request.headers.get("Origin"), self.origins, self.own_hosts):
-            m.AUTH_FAILURES.labels("origin").inc()
-            return connection.respond(
-                HTTPStatus.FORBIDDEN, "this Origin is neither on loopback nor in PUBLIC_HOSTS or ALLOWED_ORIGINS\n"
-            )
-        try:
-            self._principals[connection] = self.auth.authenticate(request.headers.get("Authorization"), request.path)
-        except AuthError as e:
-            m.AUTH_FAILURES.labels(str(e.status)).inc()
-            return connection.respond(HTTPStatus(e.status), e.message + "\n")
-        return None
-
     # -- clients ----------------------------------------------------------------------------------
     def vad(self) -> DualVad:
         return DualVad.from_settings(self.s, SileroVad(self._silero_path) if self._silero_path else None)
@@ -288,7 +229,7 @@ class Gateway:
         conn = WebSocketLink(
             ws,
             session,
-            self._principals.pop(ws, ANONYMOUS),
+            self.handshake.principal_of(ws),
             self.s.client_queue_max,
             AudioPacer(self.s.max_realtime_factor, self.s.audio_burst_s),
         )
