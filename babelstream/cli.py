@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,8 +85,11 @@ def up(
     translate_workers: int = typer.Option(1, help="translation worker processes"),
     analytics: bool = typer.Option(True, help="also run the stats and archive workers"),
     loglevel: str = "info",
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="every line of every service, not just errors"),
 ) -> None:
-    """Run the whole stack locally: Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), gateway and workers."""
+    """Run the whole stack locally: Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), gateway and workers.
+    One line per service as it is ready, then the URLs; each service's log is in STATE_DIR/logs."""
+    from babelstream.supervisor import Service, Supervisor
     from streams.broker import LocalKafka, free_port
 
     _logging(loglevel)
@@ -95,51 +97,55 @@ def up(
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background (SIGINT ignored)
         signal.signal(sig, _interrupt)
     k = None
-    env = dict(os.environ)
-    if not s.kafka_bootstrap_servers:
-        console.print("[bold]starting Kafka[/] (first run downloads the jars with Maven)...")
-        k = LocalKafka(s.state_dir / "kafka", version=s.kafka_version, heap_mb=s.kafka_heap_mb)
-        k.port = s.kafka_port or free_port()
-        k.start()
-        env["KAFKA_BOOTSTRAP_SERVERS"] = k.bootstrap
-    cmd = [sys.executable, "-m", "babelstream.cli"]
-    roles = ["stt"] * stt_workers + ["translate"] * translate_workers + (["stats", "archive"] if analytics else [])
-    procs: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    sup = Supervisor(console, s.state_dir / "logs", verbose=verbose)
     try:
-        procs.append(subprocess.Popen([*cmd, "gateway", "--loglevel", loglevel], env=env))
+        if not s.kafka_bootstrap_servers:
+            console.print("starting Kafka (its first run fetches the jars with Maven)...")
+            t0 = time.monotonic()
+            k = LocalKafka(s.state_dir / "kafka", version=s.kafka_version, heap_mb=s.kafka_heap_mb)
+            k.port = s.kafka_port or free_port()
+            k.start()
+            env["KAFKA_BOOTSTRAP_SERVERS"] = k.bootstrap
+            console.print(f"[green]✓[/] Kafka ready ({time.monotonic() - t0:.0f} s)", highlight=False)
+        cmd = [sys.executable, "-m", "babelstream.cli"]
+        local = "127.0.0.1" if s.gateway_host in ("0.0.0.0", "::", "") else s.gateway_host
+        scheme = "https" if s.tls_cert_file else "http"
+        sup.start(
+            Service(
+                "gateway", [*cmd, "gateway", "--loglevel", loglevel], env, f"{scheme}://{local}:{s.health_port}/healthz"
+            )
+        )
+        roles = ["stt"] * stt_workers + ["translate"] * translate_workers + (["stats", "archive"] if analytics else [])
         ports: dict[str, int] = {}
         for i, role in enumerate(roles):  # worker web ports: WORKER_WEB_PORT, +1, +2... in this order
-            ports.setdefault(role, s.worker_web_port + i)
-            procs.append(
-                subprocess.Popen(
+            port = s.worker_web_port + i
+            ports.setdefault(role, port)
+            name = role if roles.count(role) == 1 else f"{role}-{roles[:i].count(role) + 1}"
+            sup.start(
+                Service(
+                    name,
                     [*cmd, "worker", role, "--loglevel", loglevel],
-                    env={**env, "WORKER_WEB_PORT": str(s.worker_web_port + i)},
+                    {**env, "WORKER_WEB_PORT": str(port)},
+                    f"http://{s.worker_web_host}:{port}/healthz",
                 )
             )
-        host = s.gateway_host
-        console.print(
-            f"[bold green]Babelstream is starting[/]: web client http://{host}:{s.health_port}/ ,"
-            f" WebSocket ws://{host}:{s.gateway_port} , Kafka {env['KAFKA_BOOTSTRAP_SERVERS']}"
-            + (f", stats http://{s.worker_web_host}:{ports['stats']}/stats" if analytics else "")
-            + ". Ctrl-C stops everything."
-        )
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-        failed = [p.args for p in procs if p.poll() not in (None, 0)]
-        if failed:
-            console.print(f"[red]a service exited: {failed}[/]")
-            raise typer.Exit(1)
+        if sup.wait_ready():
+            host, ws = s.gateway_host, "wss" if s.tls_cert_file else "ws"
+            console.print(
+                f"[bold green]Babelstream is up[/]: web page {scheme}://{host}:{s.health_port}/ ,"
+                f" WebSocket {ws}://{host}:{s.gateway_port} , Kafka {env['KAFKA_BOOTSTRAP_SERVERS']}"
+                + (f", stats http://{s.worker_web_host}:{ports['stats']}/stats" if analytics else "")
+                + f". Logs in {sup.log_dir}. Ctrl-C stops everything."
+            )
+            while not sup.exited():
+                time.sleep(0.5)
+        sup.report_exits()
+        raise typer.Exit(1)
     except KeyboardInterrupt:
         pass
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        sup.stop()
         if k is not None:
             k.stop()
 
