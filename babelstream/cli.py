@@ -92,7 +92,7 @@ def up(
     from babelstream.supervisor import Service, Supervisor
     from streams.broker import LocalKafka, free_port
 
-    _logging(loglevel)
+    _logging(loglevel if verbose else "warning")  # its own lines: the supervisor says what matters
     s = load_settings()
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background (SIGINT ignored)
         signal.signal(sig, _interrupt)

@@ -3,8 +3,9 @@
 Quiet by default. Each service's output goes to its own log (``STATE_DIR/logs/<service>.log``); the
 terminal gets one line per service as it becomes ready (its ``/healthz`` answers 200), then where the
 web page, the WebSocket and Kafka are. What a service prints while it starts (Faust's subscription and
-partition tables, a consumer group coordinator's complaints that are normal then) stays in its log;
-from the moment it is ready its errors are shown (ERROR and CRITICAL lines, tracebacks whole). A service
+partition tables, a consumer group coordinator's complaints that are normal then: a worker answers
+``/healthz`` before its group has formed) stays in its log; ``settle_s`` after it is ready its errors
+are shown (ERROR and CRITICAL lines, tracebacks whole). A service
 that exits is reported with the end of its log, and the others are stopped. ``verbose``: every line of
 every service, behind its name.
 """
@@ -29,6 +30,7 @@ from rich.markup import escape
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|^Traceback \(most recent call last\)")
 LOG_TAIL_LINES = 30
 REMIND_S = 30.0  # a service not ready yet is named again this often
+SETTLE_S = 10.0  # after a service is ready, its errors are shown from then on
 STOP_TIMEOUT_S = 20.0
 
 
@@ -42,6 +44,7 @@ class Service:
     log_path: Path | None = None
     ready: bool = False
     started_s: float = 0.0
+    ready_s: float = 0.0
     _in_traceback: bool = field(default=False, repr=False)
 
 
@@ -56,10 +59,11 @@ def healthy(url: str, timeout_s: float = 2.0) -> bool:
 
 
 class Supervisor:
-    def __init__(self, console: Console, log_dir: Path, verbose: bool = False) -> None:
+    def __init__(self, console: Console, log_dir: Path, verbose: bool = False, settle_s: float = SETTLE_S) -> None:
         self.console = console
         self.log_dir = log_dir
         self.verbose = verbose
+        self.settle_s = settle_s
         self.services: list[Service] = []
         self._pumps: list[threading.Thread] = []
         self._print = threading.Lock()
@@ -90,13 +94,13 @@ class Supervisor:
                         style = "dim" if self.verbose and not ERROR_LINE.search(line) else "red"
                         self.console.print(f"[{style}]{service.name}[/] {escape(line)}", highlight=False)
 
-    @staticmethod
-    def _shows(service: Service, line: str) -> bool:
-        """A ready service's error lines, and the rest of a traceback once one has begun."""
+    def _shows(self, service: Service, line: str) -> bool:
+        """A settled service's error lines, and the rest of a traceback once one has begun."""
         if service._in_traceback:
             service._in_traceback = line.startswith((" ", "\t")) or not line  # ends at the exception's line
             return True
-        if not service.ready or not ERROR_LINE.search(line):
+        settled = service.ready and time.monotonic() - service.ready_s >= self.settle_s
+        if not settled or not ERROR_LINE.search(line):
             return False
         service._in_traceback = line.startswith("Traceback")
         return True
@@ -109,7 +113,7 @@ class Supervisor:
                 return False
             for s in self.services:
                 if not s.ready and healthy(s.health_url):
-                    s.ready = True
+                    s.ready, s.ready_s = True, time.monotonic()
                     with self._print:
                         took_s = time.monotonic() - s.started_s
                         self.console.print(f"[green]✓[/] {s.name} ready ({took_s:.0f} s)", highlight=False)

@@ -39,7 +39,7 @@ sys.exit(3)
 
 def test_start_up_noise_stays_in_the_log_errors_after_ready_are_shown_and_an_exit_reported(tmp_path: Path) -> None:
     out = io.StringIO()
-    sup = Supervisor(Console(file=out, width=200, color_system=None), tmp_path / "logs")
+    sup = Supervisor(Console(file=out, width=200, color_system=None), tmp_path / "logs", settle_s=0)
     port, go = free_port(), tmp_path / "go"
     sup.start(
         Service(
