@@ -3,8 +3,8 @@
 The I/O shell around :class:`gateway.session.ClientSession`, for every kind of client alike
 (:class:`gateway.link.ClientLink`): it starts, resumes and takes over sessions, paces their audio,
 executes their outputs through each one's outbox (:mod:`gateway.outbox`), delivers results and backfills
-a resumed session. Its rooms: the WebSocket handshake (:mod:`gateway.handshake`) and connection
-(:mod:`gateway.connection`), admission (:mod:`gateway.admission`), the HTTP port (:mod:`gateway.http`,
+a resumed session. Its rooms: the WebSocket carrier (:mod:`gateway.websocket`: the listener and each
+connection's loop), its handshake (:mod:`gateway.handshake`) and link (:mod:`gateway.connection`), admission (:mod:`gateway.admission`), the HTTP port (:mod:`gateway.http`,
 with the REST API of :mod:`gateway.openai_api`), session state (:mod:`gateway.store`) and the results
 fan-out (:mod:`gateway.results`).
 """
@@ -22,8 +22,7 @@ from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import Server
 
 from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
 from babelstream.engines.translate import TranslationRouter
@@ -31,7 +30,6 @@ from babelstream.settings import Settings
 from gateway import metrics as m
 from gateway.admission import Admission
 from gateway.auth import ANONYMOUS, Authenticator, Principal
-from gateway.connection import ClientGone, WebSocketLink
 from gateway.handshake import Handshake
 from gateway.http import GatewayHttp, Health
 from gateway.link import ClientLink
@@ -41,7 +39,8 @@ from gateway.pacing import AudioPacer
 from gateway.results import ResultRouter
 from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
-from schemas.messages import ErrorMsg, ProtocolError, Start, parse_client_message
+from gateway.websocket import WebSocketClients
+from schemas.messages import ErrorMsg, ProtocolError, Start
 from schemas.records import AUDIO_SAMPLE_RATE_HZ, AudioEventKind, Result, ResultKind, SessionState, now_ms
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
@@ -75,7 +74,6 @@ class Gateway:
         )
         self.router = ResultRouter(self.kafka, self.topics.results.name, self.codecs, self.deliver, self.dead_letters)
         self.clients: dict[str, ClientLink] = {}  # started sessions, by session id
-        self.connections = 0
         self.kafka_ok = True
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -90,7 +88,9 @@ class Gateway:
             jwt_audience=settings.jwt_audience,
             jwt_issuer=settings.jwt_issuer,
         )
-        self.handshake = Handshake(self.auth, settings.allowed_origins, settings.public_hosts, settings.gateway_host)
+        self.websocket = WebSocketClients(
+            self, Handshake(self.auth, settings.allowed_origins, settings.public_hosts, settings.gateway_host)
+        )
         self.http = GatewayHttp(
             AudioApi(self),
             self.auth,
@@ -124,16 +124,7 @@ class Gateway:
             asyncio.create_task(self._probe_kafka(), name="kafka-probe"),
             asyncio.create_task(self._keep_sessions(), name="session-keeper"),
         ]
-        self._ws = await serve(
-            self.handler,
-            self.s.gateway_host,
-            self.s.gateway_port,
-            max_size=self.s.max_frame_bytes * OVERSIZE_FACTOR,  # what one connection may buffer is bounded:
-            max_queue=FRAMES_READ_AHEAD,  # a few frames (then TCP back-pressure), each at most this large
-            ping_interval=None,  # WebSocketLink.keepalive instead: it does not close a client being paced
-            process_request=self.handshake.check,
-            ssl=self.tls,
-        )
+        self._ws = await self.websocket.serve(self.s.gateway_host, self.s.gateway_port, self.tls)
         self.port = self._ws.sockets[0].getsockname()[1]
         self.health_port = await self.http.start(self.s.gateway_host, self.s.health_port, self.tls)
         log.info(
@@ -222,72 +213,6 @@ class Gateway:
     def vad(self) -> DualVad:
         return DualVad.from_settings(self.s, SileroVad(self._silero_path) if self._silero_path else None)
 
-    async def handler(self, ws: ServerConnection) -> None:
-        self.connections += 1
-        m.CLIENTS.inc()
-        session = ClientSession(self.s, self.gateway_id, self.vad)
-        conn = WebSocketLink(
-            ws,
-            session,
-            self.handshake.principal_of(ws),
-            self.s.client_queue_max,
-            AudioPacer(self.s.max_realtime_factor, self.s.audio_burst_s),
-        )
-        self._admit(conn)
-        conn.writer_task = asyncio.create_task(conn.writer())
-        keepalive = asyncio.create_task(conn.keepalive(self.s.keepalive_interval_s, self.s.keepalive_timeout_s))
-        backfill: asyncio.Task[None] | None = None
-        start_deadline = asyncio.get_running_loop().time() + self.s.start_timeout_s
-        try:
-            while True:
-                if session.started:
-                    wait_s, timeout_error = self.s.session_idle_timeout_s, "idle_timeout"
-                else:
-                    wait_s, timeout_error = start_deadline - asyncio.get_running_loop().time(), "start_timeout"
-                try:
-                    async with asyncio.timeout(max(0.0, wait_s)):
-                        message = await ws.recv()
-                except TimeoutError:
-                    what = "nothing received" if session.started else "no start message"
-                    conn.enqueue(ErrorMsg(code=timeout_error, message=f"{what} for {wait_s:g} s", fatal=True))
-                    break
-                try:
-                    await self.apply(conn, await self._on_message(conn, message))
-                    if conn.backfill_since_ms is not None:
-                        backfill = asyncio.create_task(self._backfill(conn, conn.backfill_since_ms))
-                        conn.backfill_since_ms = None
-                except ProtocolError as e:
-                    conn.enqueue(e.to_message())
-                    if e.fatal:
-                        break
-                if conn.slow or session.superseded:
-                    break
-        except (ConnectionClosed, ClientGone):
-            pass
-        except KafkaUnavailable as e:
-            log.warning("session %s: Kafka unavailable: %s", session.session_id, e)
-            conn.enqueue(
-                ErrorMsg(
-                    code="unavailable",
-                    message="the message broker cannot be reached; reconnect and resume the session shortly",
-                    fatal=True,
-                )
-            )
-        except Exception:
-            log.exception("session %s failed", session.session_id)
-            conn.enqueue(ErrorMsg(code="internal", message="internal error; the session was closed", fatal=True))
-        finally:
-            keepalive.cancel()
-            await self.release(conn)
-            if backfill is not None:
-                backfill.cancel()
-            await conn.finish()
-            with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
-                await asyncio.wait_for(conn.writer_task, 5)
-            conn.writer_task.cancel()
-            self.connections -= 1
-            m.CLIENTS.dec()
-
     async def release(self, conn: ClientLink) -> None:
         """The connection is gone (or its HTTP request answered): its open utterance is ended, and it no
         longer counts against the limits nor gets results."""
@@ -302,9 +227,11 @@ class Gateway:
             if session.session_id and self.clients.get(session.session_id) is conn:
                 del self.clients[session.session_id]
             self.admission.released(conn, conn.principal, started=session.started)
+            if conn.backfill_task is not None:
+                conn.backfill_task.cancel()
             conn.done.set()
 
-    def _admit(self, conn: WebSocketLink) -> None:
+    def connected(self, conn: ClientLink) -> None:
         """Count a new connection as unstarted; past MAX_UNSTARTED_CONNECTIONS the one that has waited
         longest is closed (``gateway.admission``)."""
         oldest = self.admission.connected(conn)
@@ -313,23 +240,6 @@ class Gateway:
             oldest.close_with(
                 ErrorMsg(code="start_timeout", message="too many connections are waiting to start", fatal=True)
             )
-
-    async def _on_message(self, conn: WebSocketLink, message: str | bytes) -> list[Output]:
-        session = conn.session
-        size_bytes = len(message) if isinstance(message, bytes) else utf8_size(message)
-        if size_bytes > self.s.max_frame_bytes:
-            raise ProtocolError(
-                "frame_too_large", f"frame of {size_bytes} bytes exceeds MAX_FRAME_BYTES={self.s.max_frame_bytes}"
-            )
-        if isinstance(message, bytes):
-            m.AUDIO_BYTES.inc(len(message))
-            await self.pace(conn, session.frame_seconds(len(message)))
-            # resampling and both VADs run off the event loop, one frame at a time per session
-            return session.segments(await asyncio.to_thread(session.analyse, message))
-        msg = parse_client_message(message)
-        if not isinstance(msg, Start):
-            return session.handle(msg)
-        return await self.begin(conn, msg)
 
     async def pace(self, conn: ClientLink, audio_s: float) -> None:
         """Hold the frame back while its session, or all sessions of its key together, send audio faster
@@ -497,7 +407,14 @@ class Gateway:
             if writer is not None:
                 writer.cancel()
 
-    async def _backfill(self, conn: WebSocketLink, since_ms: int) -> None:
+    def backfill(self, conn: ClientLink) -> None:
+        """After a resumed session's ``ready``: deliver the results produced while it was away, in a task
+        of the link's own (cancelled when it is released)."""
+        if conn.backfill_since_ms is not None:
+            conn.backfill_task = asyncio.create_task(self._backfill(conn, conn.backfill_since_ms))
+            conn.backfill_since_ms = None
+
+    async def _backfill(self, conn: ClientLink, since_ms: int) -> None:
         """Deliver a resumed session's results produced while it was disconnected (duplicates are dropped)."""
         sid = conn.session.session_id
         assert sid is not None
@@ -554,8 +471,3 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
         log.info("gateway %s shutting down", gw.gateway_id)
     finally:
         await gw.stop()
-
-
-def utf8_size(text: str) -> int:
-    """The bytes ``text`` took on the wire (a character is 1 to 4 of them)."""
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
