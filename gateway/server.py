@@ -4,9 +4,10 @@ The I/O shell around :class:`gateway.session.ClientSession`, for every kind of c
 (:class:`gateway.link.ClientLink`): it starts, resumes and takes over sessions, paces their audio,
 executes their outputs through each one's outbox (:mod:`gateway.outbox`), delivers results and backfills
 a resumed session. Its rooms: the WebSocket carrier (:mod:`gateway.websocket`: the listener and each
-connection's loop), its handshake (:mod:`gateway.handshake`) and link (:mod:`gateway.connection`), admission (:mod:`gateway.admission`), the HTTP port (:mod:`gateway.http`,
-with the REST API of :mod:`gateway.openai_api`), session state (:mod:`gateway.store`) and the results
-fan-out (:mod:`gateway.results`).
+connection's loop), its handshake (:mod:`gateway.handshake`) and link (:mod:`gateway.connection`),
+admission (:mod:`gateway.admission`), the HTTP port (:mod:`gateway.http`, with the REST API of
+:mod:`gateway.openai_api`), session state (:mod:`gateway.store`) and the results fan-out
+(:mod:`gateway.results`).
 """
 
 from __future__ import annotations
