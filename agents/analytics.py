@@ -26,7 +26,7 @@ def register_stats_agent(sa: StreamApp, window_s: int = 60, keep_windows: int = 
     changelog = app.topic(
         f"{app.conf.id}-stats-changelog",
         key_type=str,
-        value_type=dict,
+        value_type=dict,  # type: ignore[arg-type]  # faust's stubs: models only; json dicts work (tested)
         key_serializer="json",
         value_serializer="json",
         partitions=sa.settings.results_partitions,

@@ -157,7 +157,7 @@ def register_stt_agent(sa: StreamApp, engine: SttEngine, router: TranslationRout
         work.set()
         OPEN.set(tx.open_utterances)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust's stubs: a keyword-only signal arg
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic == sa.topics.audio.name}
         dropped = tx.revoke(lost)

@@ -383,8 +383,8 @@ def languages(source: str = typer.Option(None, help="only this spoken language")
         for target, route in reach.items():
             by_way.setdefault((target, route), []).append(spoken)
     table = Table("target", "route", "from")
-    for (target, route), spoken in sorted(by_way.items()):
-        names = ", ".join(spoken) if len(spoken) <= 8 else f"{len(spoken)} languages"
+    for (target, route), speakers in sorted(by_way.items()):
+        names = ", ".join(speakers) if len(speakers) <= 8 else f"{len(speakers)} languages"
         table.add_row(f"{target} ({LANGUAGES.get(target, target)})", route, names)
     Console().print(table)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.records import Result, ResultKind
 
@@ -41,7 +42,7 @@ class InterimThrottle:
             chosen.append(r)
         return chosen
 
-    def _remember(self, notes: OrderedDict, key: str, value: object) -> None:  # type: ignore[type-arg]
+    def _remember(self, notes: OrderedDict[str, Any], key: str, value: object) -> None:
         notes[key] = value
         notes.move_to_end(key)
         while len(notes) > self.max_entries:

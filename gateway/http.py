@@ -80,7 +80,11 @@ class GatewayHttp:
         app.router.add_get("/languages", self._languages)
         static = resources.files("gateway").joinpath("static")
         if static.is_dir():
-            app.router.add_get("/", lambda _: web.FileResponse(str(static.joinpath("index.html"))))
+
+            async def page(_: web.Request) -> web.FileResponse:
+                return web.FileResponse(str(static.joinpath("index.html")))
+
+            app.router.add_get("/", page)
             app.router.add_static("/static/", str(static))
         return app
 

@@ -181,14 +181,14 @@ class AudioApi:
         except ApiError as e:
             response = web.json_response(e.body(), status=e.status)
         except KafkaUnavailable:
-            e = ApiError(
+            away = ApiError(
                 503, "the message broker cannot be reached; try again shortly", code="unavailable", type="server_error"
             )
-            response = web.json_response(e.body(), status=e.status)
+            response = web.json_response(away.body(), status=away.status)
         except Exception:
             log.exception("API request %s failed", request.path)
-            e = ApiError(500, "internal error", code="internal", type="server_error")
-            response = web.json_response(e.body(), status=e.status)
+            failed = ApiError(500, "internal error", code="internal", type="server_error")
+            response = web.json_response(failed.body(), status=failed.status)
         REQUESTS.labels(endpoint, str(response.status)).inc()
         return response
 

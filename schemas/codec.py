@@ -31,13 +31,15 @@ class RegistryError(RuntimeError):
 
 def load_schema_json(name: str) -> dict[str, Any]:
     try:
-        return json.loads((SCHEMA_DIR / SCHEMA_FILES[name]).read_text())
+        schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMA_FILES[name]).read_text())
     except KeyError:
         raise RegistryError(f"unknown schema {name!r}") from None
+    return schema
 
 
 def _ids_file() -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / "ids.json").read_text())
+    ids: dict[str, Any] = json.loads((SCHEMA_DIR / "ids.json").read_text())
+    return ids
 
 
 def pinned_ids() -> dict[str, int]:
@@ -59,8 +61,8 @@ class SchemaRegistry(Protocol):
 class PinnedRegistry:
     def __init__(self) -> None:
         self._ids = pinned_ids()
-        self._by_id = {i: parse_schema(load_schema_json(n)) for n, i in self._ids.items()}
-        self._by_id.update({i: parse_schema(schema) for i, schema in historic_schemas().items()})
+        self._by_id: dict[int, dict[str, Any]] = {i: _parsed(load_schema_json(n)) for n, i in self._ids.items()}
+        self._by_id.update({i: _parsed(schema) for i, schema in historic_schemas().items()})
 
     def register(self, subject: str, name: str) -> int:
         try:
@@ -89,12 +91,6 @@ class UnknownSchema(CodecError):
     may be perfectly good, so it is never deleted for it."""
 
 
-class AvroRecord(Protocol):
-    SCHEMA: str
-
-    def to_avro(self) -> dict[str, Any]: ...
-
-
 R = TypeVar("R", AudioEvent, Result, SessionState)
 R_co = TypeVar("R_co", AudioEvent, Result, SessionState, covariant=True)
 
@@ -103,9 +99,9 @@ class AvroCodec(Generic[R]):
     """Encodes/decodes one record type; readers resolve older/newer writer schemas by id."""
 
     def __init__(self, record_type: type[R], registry: SchemaRegistry, subject: str) -> None:
-        self.record_type = record_type
+        self.record_type: type[R] = record_type
         self.registry = registry
-        self.schema = parse_schema(load_schema_json(record_type.SCHEMA))
+        self.schema = _parsed(load_schema_json(record_type.SCHEMA))
         self.schema_id = registry.register(subject, record_type.SCHEMA)
 
     def encode(self, record: R) -> bytes:
@@ -125,9 +121,12 @@ class AvroCodec(Generic[R]):
         except RegistryError as e:
             raise UnknownSchema(f"cannot resolve writer schema id {schema_id}: {e}") from e
         try:
-            return schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, self.schema)
+            d = schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, self.schema)
         except Exception as e:  # fastavro raises several types on corrupt input
             raise CodecError(f"corrupt Avro body for schema id {schema_id}: {e}") from e
+        if not isinstance(d, dict):
+            raise CodecError(f"schema id {schema_id} does not describe a record")
+        return d
 
     def decode(self, data: bytes | None) -> R:
         """The typed record; every way a value can be unreadable raises :class:`CodecError`."""
@@ -164,6 +163,14 @@ def schema_id_of(data: bytes | None) -> int:
 def typed(record_type: type[R], d: dict[str, Any]) -> R:
     """The record type's value of a decoded Avro dict; :class:`CodecError` if it is invalid."""
     try:
-        return record_type.from_avro(d)  # type: ignore[return-value]
+        record: R = record_type.from_avro(d)
     except (TypeError, ValueError, KeyError) as e:
         raise CodecError(f"{record_type.__name__} record is invalid: {e}") from e
+    return record
+
+
+def _parsed(schema: dict[str, Any]) -> dict[str, Any]:
+    """fastavro's parsed form of a record schema."""
+    parsed = parse_schema(schema)
+    assert isinstance(parsed, dict)
+    return parsed

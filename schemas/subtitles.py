@@ -19,18 +19,23 @@ class Cue:
 
 
 class TimedText(Protocol):
-    start_ms: int
-    end_ms: int
-    text: str
+    @property
+    def start_ms(self) -> int: ...
+    @property
+    def end_ms(self) -> int: ...
+    @property
+    def text(self) -> str: ...
 
 
 class FinalLike(Protocol):
     """A ``Result`` record or a ``final`` message."""
 
-    audio_start_ms: int
-    audio_end_ms: int
-    text: str
-
+    @property
+    def audio_start_ms(self) -> int: ...
+    @property
+    def audio_end_ms(self) -> int: ...
+    @property
+    def text(self) -> str: ...
     @property
     def segments(self) -> Sequence[TimedText]: ...
 

@@ -141,7 +141,7 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
         for labels, lag in lags.items():
             CONSUMER_LAG.labels(*labels).set(lag)
 
-    @app.page("/metrics")
+    @app.page("/metrics")  # type: ignore[arg-type]  # faust's stubs want its Response; it serves aiohttp's
     async def metrics(web_view: faust.web.View, request: faust.web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -48,8 +48,8 @@ class TopicFollower(Generic[R]):
         ``on_unreadable(key, partition, error)``: an unreadable record, the key's last in its partition,
         was dead-lettered."""
         self.topic = topic
-        self.codec = codec
-        self.on_record = on_record
+        self.codec: Codec[R] = codec
+        self.on_record: Callable[[bytes | None, R | None], None] = on_record
         self.dead_letters = dead_letters
         self.from_start = from_start
         self.tombstones = tombstones

@@ -4,7 +4,7 @@ subtitle export) and replay (re-transcription of stored audio)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -34,7 +34,7 @@ async def read_range(
     until_ms: int | None = None,
     from_offset: int | None = None,
     progress: list[int] | None = None,
-) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+) -> AsyncGenerator[ConsumerRecord[bytes, bytes], None]:
     """Yield the records of ``tps`` in the range, partition by partition in offset order. ``progress``, if
     given, is set to ``[records read, records in the range]`` as reading goes."""
     consumer = AIOKafkaConsumer(**endpoint(bootstrap).client_kwargs(), group_id=None, enable_auto_commit=False)

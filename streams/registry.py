@@ -119,7 +119,10 @@ class ConfluentRegistry:
         exists": that is tried again (the subject is there now)."""
         for attempt in range(REGISTER_ATTEMPTS):
             try:
-                return int(self.client.register_schema_full_response(subject, Schema(schema_str, "AVRO")).schema_id)
+                registered = self.client.register_schema_full_response(subject, Schema(schema_str, "AVRO"))
+                if registered.schema_id is None:
+                    raise RegistryError(f"the registry gave {subject!r} no schema id")
+                return int(registered.schema_id)
             except SchemaRegistryError as e:
                 if e.http_status_code != 409 or attempt == REGISTER_ATTEMPTS - 1:
                     raise RegistryError(f"schema registry refused {subject}: {e}") from e
@@ -158,12 +161,15 @@ class RegistryCodec(Generic[R]):
     :class:`schemas.codec.AvroCodec`)."""
 
     def __init__(self, record_type: type[R], registry: ConfluentRegistry, topic: str) -> None:
-        self.record_type = record_type
+        self.record_type: type[R] = record_type
         self.registry = registry
         self.topic = topic
         self.schema_str = json.dumps(load_schema_json(record_type.SCHEMA))
         self._ctx = SerializationContext(topic, MessageField.VALUE)
-        self.subject = registry.strategy(self._ctx, record_type.SCHEMA)
+        subject = registry.strategy(self._ctx, record_type.SCHEMA)
+        if subject is None:
+            raise RegistryError(f"no subject for {record_type.SCHEMA} on {topic}")
+        self.subject: str = subject
         self.schema_id = registry.register(self.subject, self.schema_str)  # once; writes never ask again
         self._serializer = AvroSerializer(
             registry.client,

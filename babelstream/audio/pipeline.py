@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from babelstream.audio.resample import Encoding, StreamResampler
+from babelstream.audio.resample import StreamResampler
 from babelstream.audio.segmenter import Segmenter, SegmenterConfig, SegmentEvent
 from babelstream.audio.vad import DualVad
+from schemas.records import Encoding
 
 
 class SpeechPipeline:

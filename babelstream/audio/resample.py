@@ -67,7 +67,7 @@ class StreamResampler:
 
 
 def float_to_pcm16(x: np.ndarray) -> bytes:
-    return (np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return bytes((np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
 
 
 def peak_normalize(x: np.ndarray, peak: float = 0.95) -> np.ndarray:

@@ -71,7 +71,7 @@ class MainWindow(QWidget):
         self.overlay = SubtitleOverlay()
         self.planner = TypingPlanner()
         self.keyboard = keyboard
-        self.thread: StreamingThread | None = None
+        self.streaming: StreamingThread | None = None
         self.messages: list[dict[str, Any]] = []
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
@@ -82,12 +82,12 @@ class MainWindow(QWidget):
         return MicrophoneSource(self.device.currentData())
 
     def start(self) -> None:
-        self.thread = StreamingThread(
+        self.streaming = StreamingThread(
             self.url.text(), self._source(), self.source_lang.currentData(), self.target_lang.currentData()
         )
-        self.thread.message.connect(self.on_message)
-        self.thread.failed.connect(lambda err: self.status.setText(f"error: {err}"))
-        self.thread.start()
+        self.streaming.message.connect(self.on_message)
+        self.streaming.failed.connect(lambda err: self.status.setText(f"error: {err}"))
+        self.streaming.start()
         if self.show_overlay.isChecked():
             self.overlay.show()
             self.overlay.place_bottom()
@@ -96,10 +96,10 @@ class MainWindow(QWidget):
         self.status.setText("connecting…")
 
     def stop(self) -> None:
-        if self.thread is not None:
-            self.thread.stop()
-            self.thread.wait(10_000)
-            self.thread = None
+        if self.streaming is not None:
+            self.streaming.stop()
+            self.streaming.wait(10_000)
+            self.streaming = None
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         self.status.setText("stopped")

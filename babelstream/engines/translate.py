@@ -76,7 +76,7 @@ def spm_to_tokenizer_json(spm_path: Path, out: Path) -> None:
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import Unigram
 
-    proto = sentencepiece_model_pb2.ModelProto()
+    proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]  # generated protobuf code
     proto.ParseFromString(spm_path.read_bytes())
     if proto.trainer_spec.model_type != 1:  # UNIGRAM
         raise ValueError(f"{spm_path}: not a SentencePiece unigram model")

@@ -269,7 +269,7 @@ class WhisperEngine:
             if at == 0 and self._wants_english(requests[i], languages[i])
             else default_pad_ms
             if requests[i].encoder_pad_ms is None
-            else requests[i].encoder_pad_ms
+            else requests[i].encoder_pad_ms or 0
             for i, at in todo
         ]
         frames = max(window_frames(p.shape[-1], pad_ms) for p, pad_ms in zip(pieces, pads_ms, strict=True))
