@@ -9,6 +9,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from babelstream.audio.pipeline import SpeechPipeline
 from babelstream.audio.resample import AudioFormatError
@@ -83,8 +84,16 @@ def delivery_key(r: Result) -> tuple[ResultKind, str, str | None]:
 
 
 class ClientSession:
-    def __init__(self, settings: Settings, gateway_id: str, vad_factory: Callable[[], DualVad]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gateway_id: str,
+        vad_factory: Callable[[], DualVad],
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        """``clock_ms``: the wall clock (Unix ms) the session's epochs and timestamps come from."""
         self.s = settings
+        self._clock_ms = clock_ms
         self.gateway_id = gateway_id
         self._vad_factory = vad_factory
         self.session_id: str | None = None
@@ -104,6 +113,12 @@ class ClientSession:
     @property
     def started(self) -> bool:
         return self.pipeline is not None
+
+    def _pipeline(self, before: str) -> SpeechPipeline:
+        """The started session's speech pipeline; ``not_started`` before its ``start``."""
+        if self.pipeline is None:
+            raise ProtocolError("not_started", f"send a start message before {before}")
+        return self.pipeline
 
     # -- control messages ---------------------------------------------------------------------------
     def start(
@@ -145,7 +160,7 @@ class ClientSession:
             msg = msg.model_copy(update=carried)
         targets = msg.targets
         self.session_id = prior.session_id if prior else uuid.uuid4().hex
-        self.epoch = max(now_ms(), prior.epoch + 1 if prior else 0, min_epoch)
+        self.epoch = max(self._clock_ms(), prior.epoch + 1 if prior else 0, min_epoch)
         first_index = prior.next_utterance_index if prior else 0
         start_ms = prior.audio_ms_total if prior else 0
         self.state = SessionState(
@@ -160,7 +175,7 @@ class ClientSession:
             channels=msg.channels,
             encoding=msg.encoding,
             audio_ms_total=start_ms,
-            created_at_ms=prior.created_at_ms if prior else now_ms(),
+            created_at_ms=prior.created_at_ms if prior else self._clock_ms(),
             epoch=self.epoch,
             resume_token_sha256=token_digest(token),  # a new token on every resume: the old one is spent
             owner=owner,
@@ -239,7 +254,7 @@ class ClientSession:
 
     def handle(self, msg: SetLangs | Flush | Stop | Ping) -> list[Output]:
         if isinstance(msg, Ping):
-            return [ToClient(Pong(time_ms=now_ms()))]
+            return [ToClient(Pong(time_ms=self._clock_ms()))]
         if not self.started or self.state is None:
             raise ProtocolError("not_started", f"send a start message before {msg.type}")
         if isinstance(msg, SetLangs):
@@ -256,7 +271,7 @@ class ClientSession:
             )
             return [*self._save(), ToClient(langs)]
         reason = "flush" if isinstance(msg, Flush) else "stop"
-        out = self.segments(self.pipeline.flush(reason))  # type: ignore[union-attr]
+        out = self.segments(self._pipeline(msg.type).flush(reason))
         if isinstance(msg, Stop):
             self.stopped = True
             out += [*self._save(connected=False), ToClient(Stopped(pending=sorted(self.pending)))]
@@ -264,10 +279,10 @@ class ClientSession:
 
     def disconnect(self) -> list[Output]:
         """The connection is gone: end its open utterance; its state says it is away (unless superseded)."""
-        if not self.started or self.stopped or self.closed:
+        if self.pipeline is None or self.stopped or self.closed:
             return []
         self.closed = True
-        out = self.segments(self.pipeline.flush("disconnect"))  # type: ignore[union-attr]
+        out = self.segments(self.pipeline.flush("disconnect"))
         return [*out, *self._save(connected=False)]
 
     def keepalive(self) -> list[Output]:
@@ -291,13 +306,12 @@ class ClientSession:
     def analyse(self, data: bytes) -> list[SegmentEvent]:
         """Resample and run the VAD over a frame: the CPU-heavy half of :meth:`audio`, touching only the
         pipeline, so the server may run it off the event loop (one frame at a time per session)."""
-        if not self.started:
-            raise ProtocolError("not_started", "send a start message before audio frames")
+        pipeline = self._pipeline("audio frames")
         if self.stopped or self.closed:
             raise ProtocolError("stopped", "the session was stopped; open a new one to send more audio")
         self.audio_bytes_in += len(data)
         try:
-            return self.pipeline.feed(data)  # type: ignore[union-attr]
+            return pipeline.feed(data)
         except AudioFormatError as e:
             raise ProtocolError("bad_audio", str(e)) from None
 
@@ -335,7 +349,9 @@ class ClientSession:
                     self._dropped.discard(idx)
                     st.next_utterance_index = idx + 1
                 continue
-            common = dict(
+            assert self.session_id is not None
+            event = partial(  # what every event of this utterance carries
+                AudioEvent,
                 session_id=self.session_id,
                 utterance_index=idx,
                 source_lang=st.source_lang,
@@ -345,21 +361,23 @@ class ClientSession:
                 gateway_id=self.gateway_id,
                 utterance_id=uid,
                 realtime=self.realtime,
+                created_at_ms=self._clock_ms(),
             )
             if isinstance(e, Chunk):
-                first = {"prompt": st.prompt, "hotwords": st.hotwords, "speech_start_ms": e.speech_start_ms}
-                chunk = AudioEvent(
+                first = e.seq == 0  # the first chunk carries the client's prompt and where speech began
+                chunk = event(
                     seq=e.seq,
                     kind=AudioEventKind.CHUNK,
                     pcm=e.pcm,
                     audio_offset_ms=e.offset_ms,
-                    **common,  # type: ignore[arg-type]
-                    **(first if e.seq == 0 else {}),  # type: ignore[arg-type]
+                    prompt=st.prompt if first else None,
+                    hotwords=st.hotwords if first else None,
+                    speech_start_ms=e.speech_start_ms if first else None,
                 )
                 out.append(Produce(chunk))
                 continue
             # PAUSE and END: no audio, where speech began and ended so far
-            marker = AudioEvent(
+            marker = event(
                 seq=e.seq,
                 kind=AudioEventKind.PAUSE if isinstance(e, Pause) else AudioEventKind.END,
                 pcm=b"",
@@ -367,7 +385,6 @@ class ClientSession:
                 end_reason=e.reason if isinstance(e, End) else None,
                 speech_start_ms=e.speech_start_ms,
                 speech_end_ms=e.speech_end_ms,
-                **common,  # type: ignore[arg-type]
             )
             out.append(Produce(marker))
             if isinstance(e, End):
@@ -387,7 +404,7 @@ class ClientSession:
         if self.superseded:
             return []
         st.audio_ms_total = self.pipeline.segmenter.clock_ms
-        st.updated_at_ms = now_ms()
+        st.updated_at_ms = self._clock_ms()
         st.connected = connected
         st.gateway_id = self.gateway_id
         return [SaveState(SessionState(**st.to_avro()), durable)]
