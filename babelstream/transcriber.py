@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from babelstream.acks import InOrderAcks
+from babelstream.audio.seam import SAMPLES_PER_MS
 from babelstream.engines.stt import DecodeRequest, Transcription
 from babelstream.engines.translate import WHISPER, TranslationRouter
 from babelstream.scheduler import DecodeScheduler, Job, LanguageMemory
@@ -40,7 +41,7 @@ from babelstream.utterances import (
     utterance_result,
 )
 from schemas.langs import UnknownLanguage, normalize_lang
-from schemas.records import AUDIO_SAMPLE_RATE_HZ, AudioEvent, ErrorInfo, Result, ResultKind, Translation
+from schemas.records import AudioEvent, ErrorInfo, Result, ResultKind, Translation
 
 T = TypeVar("T")  # the shell's handle of one consumed record (a Faust event)
 V = TypeVar("V")
@@ -223,7 +224,7 @@ class Transcriber(Generic[T]):
         done.update((key, (e, 0)) for key, e in batch.unprepared.items())
         for d, t in zip(batch.decodes, transcriptions, strict=True):
             if isinstance(t, Transcription) and d.request.language is None:
-                heard_ms = len(d.request.audio) * 1000 // AUDIO_SAMPLE_RATE_HZ
+                heard_ms = len(d.request.audio) // SAMPLES_PER_MS
                 self.languages.observe(
                     d.job.utterance, t.language, t.language_probability, whole=d.request.final, heard_ms=heard_ms
                 )

@@ -42,7 +42,7 @@ class Admission(Generic[L]):
 
     def check(self, who: Principal, sessions: int) -> None:
         """Raise unless one more session of ``who`` fits, with ``sessions`` open on this gateway now."""
-        if sessions >= self.max_sessions:
+        if self.saturated(sessions):
             raise ProtocolError("server_busy", "this gateway has MAX_SESSIONS sessions; try another", fatal=True)
         limit = who.max_sessions or self.max_sessions_per_key
         if who is not ANONYMOUS and self.sessions_of[who.name] >= limit:

@@ -27,11 +27,13 @@ UPLOAD_OVERHEAD_BYTES = 1 << 20  # a multipart form's fields and boundaries besi
 
 @dataclass(frozen=True)
 class Health:
-    """What ``/healthz`` reports. ``serving``: listening and following its topics."""
+    """What ``/healthz`` reports. ``serving``: listening and following its topics; ``saturated``: at
+    MAX_SESSIONS (``gateway.admission`` decides)."""
 
     gateway_id: str
     serving: bool
     kafka_ok: bool
+    saturated: bool
     clients: int
     max_sessions: int
     unstarted: int
@@ -42,11 +44,12 @@ class Health:
         balancer sends new clients elsewhere unless ``ok``."""
         if not self.serving or not self.kafka_ok:
             return "degraded"
-        return "saturated" if self.clients >= self.max_sessions else "ok"
+        return "saturated" if self.saturated else "ok"
 
     def body(self) -> dict[str, Any]:
         fields = asdict(self)
         kafka_ok, serving = fields.pop("kafka_ok"), fields.pop("serving")
+        del fields["saturated"]  # said by the status
         return {"status": self.status, **fields, "kafka": "ok" if kafka_ok else "unreachable", "following": serving}
 
 

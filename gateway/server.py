@@ -168,6 +168,7 @@ class Gateway:
             gateway_id=self.gateway_id,
             serving=self.router.running and self.store.running and self._ws is not None,
             kafka_ok=self.kafka_ok,
+            saturated=self.admission.saturated(len(self.clients)),
             clients=len(self.clients),
             max_sessions=self.s.max_sessions,
             unstarted=self.admission.unstarted,
