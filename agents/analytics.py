@@ -13,8 +13,8 @@ from typing import Any
 
 import faust
 
-from babelstream.analytics import stats
-from babelstream.analytics.archive import Archive
+from core.analytics import stats
+from core.analytics.archive import Archive
 from streams.app import StreamApp
 
 log = logging.getLogger(__name__)

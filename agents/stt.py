@@ -1,6 +1,6 @@
 """STT Faust agent: audio chunks in, REALTIME and FINAL results out.
 
-The shell over ``babelstream.transcriber`` (what to decode, what to send, what to ack, all decided
+The shell over ``core.transcriber`` (what to decode, what to send, what to ack, all decided
 there): each event goes to the transcriber; one decoder loop takes its batches, runs them in the engine
 in a thread, sends what comes out and acks what it may. Events are acked only once the FINAL of their
 utterance is stored, so the committed offset of a partition never passes an unfinished utterance: when
@@ -18,9 +18,9 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from babelstream.engines.stt import DecodeRequest, SttEngine, Transcription
-from babelstream.engines.translate import TranslationRouter
-from babelstream.transcriber import Batch, Send, Transcriber
+from core.engines.stt import DecodeRequest, SttEngine, Transcription
+from core.engines.translate import TranslationRouter
+from core.transcriber import Batch, Send, Transcriber
 from schemas.records import now_ms
 from streams.app import StreamApp
 from streams.topics import session_key

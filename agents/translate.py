@@ -1,9 +1,9 @@
 """Translation Faust agent: FINAL results that ask for translations in, a TRANSLATION (or ERROR) per
 target language out, with the same session and utterance id so clients pair it with its text; interims
-(REALTIME) get their translations too, throttled (``babelstream.interim_translations``), as REALTIME
+(REALTIME) get their translations too, throttled (``core.interim_translations``), as REALTIME
 records that carry them.
 
-Results waiting together are translated together, in a thread (``babelstream.translations``: routes,
+Results waiting together are translated together, in a thread (``core.translations``: routes,
 one backend call per language pair, a failed call retried text by text).
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from babelstream.engines.translate import TranslationRouter
-from babelstream.interim_translations import InterimThrottle
-from babelstream.translations import translate_results, wants_translation
+from core.engines.translate import TranslationRouter
+from core.interim_translations import InterimThrottle
+from core.translations import translate_results, wants_translation
 from schemas.records import ResultKind, now_ms
 from streams.app import StreamApp
 from streams.topics import session_key

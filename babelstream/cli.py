@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from babelstream.settings import load_settings
+from core.settings import load_settings
 
 app = typer.Typer(add_completion=False, help="Babelstream: real-time speech transcription and translation on Kafka")
 console = Console(stderr=True)
@@ -169,8 +169,8 @@ def stream(
     from faster_whisper.audio import decode_audio
     from rich.markup import escape
 
-    from babelstream.audio.resample import float_to_pcm16
     from babelstream.client import stream_audio
+    from core.audio.resample import float_to_pcm16
 
     pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=16000))
     targets = [lang.strip() for value in target_lang or [] for lang in value.split(",") if lang.strip()]
@@ -236,8 +236,8 @@ def load(
     from faster_whisper.audio import decode_audio
     from rich.table import Table
 
-    from babelstream.audio.resample import float_to_pcm16
     from babelstream.load import run_load, summarize
+    from core.audio.resample import float_to_pcm16
 
     pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=16000))
     reports, failed = asyncio.run(run_load(url, pcm, clients, pace=pace, source_lang=source_lang, api_key=api_key))
@@ -298,8 +298,8 @@ def replay(
     """Re-transcribe stored audio from the audio topic with another model or settings."""
     from rich.progress import Progress
 
-    from babelstream.engines.factory import make_stt_engine
     from babelstream.replay import replay as run_replay
+    from core.engines.factory import make_stt_engine
 
     overrides: dict[str, object] = {}
     if model_size:
@@ -336,10 +336,10 @@ def export(
     version: str = typer.Option("live", help="results version (a replay tag)"),
 ) -> None:
     """Print a session's transcript as SRT, WebVTT or JSON Lines."""
-    from babelstream.analytics import subtitles
-    from babelstream.analytics.reader import read_session_results
+    from core.analytics import subtitles
+    from streams.reader import stored_session_results
 
-    results = asyncio.run(read_session_results(load_settings(), session, version))
+    results = asyncio.run(stored_session_results(load_settings(), session, version))
     if fmt == "srt":
         out = subtitles.to_srt(results, translated)
     elif fmt == "vtt":
@@ -356,7 +356,7 @@ def query(sql: str = typer.Argument(..., help="SQL over the view `results`")) ->
     """Query the Parquet archive written by the archive worker (ARCHIVE_DIR) with DuckDB."""
     from rich.table import Table
 
-    from babelstream.analytics.archive import query_archive
+    from core.analytics.archive import query_archive
 
     rows = query_archive(load_settings().archive_path, sql)
     table = Table(show_header=False)
@@ -371,7 +371,7 @@ def languages(source: str = typer.Option(None, help="only this spoken language")
     a text model, whisper (Whisper's English from the speech), or whisper+<model> (through English)."""
     from rich.table import Table
 
-    from babelstream.engines.translate import TranslationRouter
+    from core.engines.translate import TranslationRouter
     from schemas.langs import LANGUAGES, normalize_lang
 
     routes = TranslationRouter.from_settings(load_settings()).routes()

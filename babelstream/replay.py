@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from babelstream.engines.stt import SttEngine
-from babelstream.settings import Settings
-from babelstream.utterances import Final, UtteranceAssembler, utterance_result
+from core.engines.stt import SttEngine
+from core.settings import Settings
+from core.utterances import Final, UtteranceAssembler, utterance_result
 from schemas.records import ResultKind
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint

@@ -10,7 +10,7 @@ import signal
 import faust
 
 from babelstream.logs import hold_back_repeats
-from babelstream.settings import Settings
+from core.settings import Settings
 from streams.app import create_app
 from streams.endpoint import KafkaEndpoint
 from streams.topics import ensure_topics, topic_specs
@@ -31,13 +31,13 @@ def build_worker_app(settings: Settings, role: str, results_version: str = "live
     )
     if role == "stt":
         from agents.stt import register_stt_agent
-        from babelstream.engines.factory import make_stt_engine
-        from babelstream.engines.translate import TranslationRouter
+        from core.engines.factory import make_stt_engine
+        from core.engines.translate import TranslationRouter
 
         register_stt_agent(sa, make_stt_engine(settings), TranslationRouter.from_settings(settings))
     elif role == "translate":
         from agents.translate import register_translate_agent
-        from babelstream.engines.translate import TranslationRouter
+        from core.engines.translate import TranslationRouter
 
         register_translate_agent(sa, TranslationRouter.from_settings(settings))
     elif role == "stats":
@@ -46,7 +46,7 @@ def build_worker_app(settings: Settings, role: str, results_version: str = "live
         register_stats_agent(sa, settings.stats_window_s, settings.stats_keep_windows)
     else:
         from agents.analytics import register_archive_agent
-        from babelstream.analytics.archive import Archive
+        from core.analytics.archive import Archive
 
         register_archive_agent(sa, Archive(settings.archive_path))
     return sa.app

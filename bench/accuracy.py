@@ -19,14 +19,14 @@ import soxr
 from rich.console import Console
 from rich.table import Table
 
-from babelstream.audio.resample import pcm16_to_float
-from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.stt import DecodeRequest
-from babelstream.engines.whisper import WhisperEngine
-from babelstream.settings import load_settings
-from babelstream.utterances import Final, Utterance, UtteranceAssembler
 from bench.reference import faster_whisper
+from core.audio.resample import pcm16_to_float
+from core.audio.vad import DualVad, SileroVad, find_silero_model
+from core.engines.models import resolve_whisper_model
+from core.engines.stt import DecodeRequest
+from core.engines.whisper import WhisperEngine
+from core.settings import load_settings
+from core.utterances import Final, Utterance, UtteranceAssembler
 from gateway.session import ClientSession, Produce
 from schemas.messages import parse_client_message
 from tests.audio import (

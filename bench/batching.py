@@ -25,11 +25,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.stt import DecodeRequest
-from babelstream.engines.whisper import SAMPLE_RATE_HZ, WhisperEngine
-from babelstream.settings import load_settings
 from bench.reference import faster_whisper
+from core.engines.models import resolve_whisper_model
+from core.engines.stt import DecodeRequest
+from core.engines.whisper import SAMPLE_RATE_HZ, WhisperEngine
+from core.settings import load_settings
 from tests.audio import wer
 
 
@@ -61,8 +61,8 @@ KINDS = [
 
 
 def build_inputs() -> Inputs:
-    from babelstream.audio.resample import pcm16_to_float
     from bench.accuracy import five_clip_stream, utterances
+    from core.audio.resample import pcm16_to_float
 
     pcm, ref = five_clip_stream()
     return Inputs([u.audio() for u in utterances(pcm)], pcm16_to_float(pcm), ref)

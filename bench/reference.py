@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from babelstream.engines.whisper import WhisperEngine
+from core.engines.whisper import WhisperEngine
 
 
 def faster_whisper(engine: WhisperEngine, audio: np.ndarray, language: str | None, context: str | None = None) -> str:

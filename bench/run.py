@@ -20,11 +20,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from babelstream.audio.resample import StreamResampler, pcm16_to_float
 from babelstream.client import stream_audio
-from babelstream.engines.whisper import WhisperEngine
 from babelstream.load import end_to_final_s, percentiles, run_load, start_to_interim_s, summarize
-from babelstream.settings import load_settings
+from core.audio.resample import StreamResampler, pcm16_to_float
+from core.engines.whisper import WhisperEngine
+from core.settings import load_settings
 from streams.broker import LocalKafka
 from tests.audio import asterisk_es, librivox, wer
 from tests.stack import Stack

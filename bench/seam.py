@@ -1,5 +1,5 @@
 """Words at a connection's cut: an utterance left inside a word, decoded apart from what follows, against
-the seam rule (``babelstream.audio.seam``) and the uncut sentence; prints a table.
+the seam rule (``core.audio.seam``) and the uncut sentence; prints a table.
 
     .venv/bin/python -m bench.seam        # from the repository root, after bin/test (test data)
 
@@ -18,11 +18,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from babelstream.audio.resample import pcm16_to_float
-from babelstream.audio.seam import SAMPLES_PER_MS, seam_cut_ms
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.whisper import WhisperEngine
 from bench.reference import faster_whisper
+from core.audio.resample import pcm16_to_float
+from core.audio.seam import SAMPLES_PER_MS, seam_cut_ms
+from core.engines.models import resolve_whisper_model
+from core.engines.whisper import WhisperEngine
 from tests.audio import librivox, librivox_transcripts, wer
 
 

@@ -21,16 +21,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from babelstream.audio.resample import pcm16_to_float
 from babelstream.client import StreamReport
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.stt import DecodeRequest
-from babelstream.engines.whisper import WhisperEngine
 from babelstream.load import percentiles, run_load
-from babelstream.settings import load_settings
 from bench.accuracy import five_clip_stream, utterances
 from bench.reference import faster_whisper
 from bench.run import start_stack
+from core.audio.resample import pcm16_to_float
+from core.engines.models import resolve_whisper_model
+from core.engines.stt import DecodeRequest
+from core.engines.whisper import WhisperEngine
+from core.settings import load_settings
 from streams.broker import LocalKafka
 from tests.audio import wer
 

@@ -19,10 +19,10 @@ import soxr
 from rich.console import Console
 from rich.table import Table
 
-from babelstream.audio.resample import pcm16_to_float
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.stt import DecodeRequest
-from babelstream.engines.whisper import WhisperEngine
+from core.audio.resample import pcm16_to_float
+from core.engines.models import resolve_whisper_model
+from core.engines.stt import DecodeRequest
+from core.engines.whisper import WhisperEngine
 from tests.audio import asterisk, chrf, translation_prompts
 
 LANGS = ["es", "fr", "it", "ru"]

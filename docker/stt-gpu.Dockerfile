@@ -17,13 +17,14 @@ RUN useradd --system --create-home --uid 10001 babel \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY babelstream ./babelstream
+COPY core ./core
 COPY streams ./streams
 COPY agents ./agents
 COPY gateway ./gateway
 COPY schemas ./schemas
 RUN pip install .
 USER babel
-RUN python -c "from babelstream.engines.models import packaged_base_model; print(packaged_base_model())"
+RUN python -c "from core.engines.models import packaged_base_model; print(packaged_base_model())"
 EXPOSE 6066
 HEALTHCHECK --interval=10s --timeout=3s --retries=12 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6066/healthz', timeout=2)"

@@ -21,8 +21,8 @@ from gateway.session import ClientSession, Output
 from schemas.messages import ErrorMsg, ServerMessage, Start
 
 if TYPE_CHECKING:
-    from babelstream.audio.vad import DualVad
-    from babelstream.settings import Settings
+    from core.audio.vad import DualVad
+    from core.settings import Settings
     from gateway.auth import Authenticator
 
 

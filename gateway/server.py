@@ -25,9 +25,9 @@ from typing import Any
 
 from websockets.asyncio.server import Server
 
-from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
-from babelstream.engines.translate import TranslationRouter
-from babelstream.settings import Settings
+from core.audio.vad import DualVad, SileroVad, find_silero_model
+from core.engines.translate import TranslationRouter
+from core.settings import Settings
 from gateway import metrics as m
 from gateway.admission import Admission
 from gateway.auth import ANONYMOUS, Authenticator, Principal

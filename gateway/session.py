@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from babelstream.audio.pipeline import SpeechPipeline
-from babelstream.audio.resample import AudioFormatError
-from babelstream.audio.segmenter import Chunk, End, Pause, SegmenterConfig, SegmentEvent
-from babelstream.audio.vad import DualVad
-from babelstream.settings import Settings
+from core.audio.pipeline import SpeechPipeline
+from core.audio.resample import AudioFormatError
+from core.audio.segmenter import Chunk, End, Pause, SegmenterConfig, SegmentEvent
+from core.audio.vad import DualVad
+from core.settings import Settings
 from schemas.messages import (
     TRANSLATION_ERRORS,
     ErrorMsg,

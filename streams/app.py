@@ -15,7 +15,7 @@ import faust
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from babelstream.settings import Settings
+from core.settings import Settings
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
 from streams.topics import Codecs, Topics, topic_specs

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
-from babelstream.settings import default_cache_dir
+from core.settings import default_cache_dir
 
 log = logging.getLogger(__name__)
 

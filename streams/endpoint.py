@@ -14,7 +14,7 @@ from typing import Any
 import faust
 from aiokafka.helpers import create_ssl_context
 
-from babelstream.settings import Settings
+from core.settings import Settings
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

@@ -9,11 +9,12 @@ from contextlib import aclosing
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from core.settings import Settings
 from schemas.records import Result
 from streams.deadletter import DeadLetters
-from streams.endpoint import Kafka, endpoint
+from streams.endpoint import Kafka, KafkaEndpoint, endpoint
 from streams.lifetime import running
-from streams.topics import Codecs, partition_ids, partition_of
+from streams.topics import Codecs, partition_ids, partition_of, topic_specs
 
 
 async def topic_partitions(bootstrap: Kafka, topic: str, session_id: str | None = None) -> list[TopicPartition]:
@@ -91,3 +92,17 @@ async def read_session_results(
             if (r := await dead_letters.decode(codecs.result, rec)) is not None:
                 out.append(r)
     return out
+
+
+async def stored_session_results(settings: Settings, session_id: str, version: str = "live") -> list[Result]:
+    """What the results topic of ``version`` holds for one session, all of it up to the current end (subtitle
+    export, the analytics tests). Read-only: an unreadable record is logged and counted, not copied (the live
+    consumers dead-letter them)."""
+    topics = topic_specs(settings, version)
+    return await read_session_results(
+        KafkaEndpoint.from_settings(settings),
+        topics.results.name,
+        Codecs.create(settings, topics),
+        session_id,
+        DeadLetters("export", None),
+    )

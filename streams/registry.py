@@ -41,7 +41,7 @@ try:  # the HTTP client confluent-kafka's registry client uses: httpx2 where ins
 except ImportError:  # pragma: no cover - depends on the environment
     import httpx  # type: ignore[no-redef]
 
-from babelstream.settings import Settings
+from core.settings import Settings
 from schemas.codec import CodecError, R, RegistryError, UnknownSchema, load_schema_json, schema_id_of, typed
 
 __all__ = ["ConfluentRegistry", "RegistryCodec", "RegistryError"]

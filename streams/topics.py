@@ -26,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import InvalidPartitionsError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
-from babelstream.settings import Settings
+from core.settings import Settings
 from schemas.codec import AvroCodec, Codec, PinnedRegistry
 from schemas.records import AudioEvent, Result, SessionState
 from streams.endpoint import Kafka, endpoint

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from babelstream.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from streams.broker import LocalKafka
 from streams.topics import ensure_topics, topic_specs
 from tests.stack import Stack

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from babelstream.settings import default_cache_dir
+from core.settings import default_cache_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

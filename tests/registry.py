@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from babelstream.settings import default_cache_dir
+from core.settings import default_cache_dir
 from streams.broker import free_port
 from tests.certs import self_signed
 

@@ -82,7 +82,7 @@ class FileSource:
     def __init__(self, path: Path, pace: float = 1.0, trailing_silence_ms: int = 2000) -> None:
         from faster_whisper.audio import decode_audio
 
-        from babelstream.audio.resample import float_to_pcm16
+        from core.audio.resample import float_to_pcm16
 
         self.pcm = float_to_pcm16(decode_audio(str(path), sampling_rate=SAMPLE_RATE_HZ))
         self.pcm += bytes(SAMPLE_RATE_HZ * 2 * trailing_silence_ms // 1000)

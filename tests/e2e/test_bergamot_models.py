@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from babelstream.engines.translate import BergamotBackend, TranslationRouter
-from babelstream.settings import load_settings
+from core.engines.translate import BergamotBackend, TranslationRouter
+from core.settings import load_settings
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from babelstream.engines.translate import CTranslate2MarianBackend, TranslationRouter
-from babelstream.settings import load_settings
+from core.engines.translate import CTranslate2MarianBackend, TranslationRouter
+from core.settings import load_settings
 from tests.marian import SENTENCES, build_marian
 
 pytestmark = pytest.mark.timeout(120)

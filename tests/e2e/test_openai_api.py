@@ -18,9 +18,9 @@ import pytest
 import soxr
 from openai import OpenAI
 
-from babelstream.analytics.reader import read_session_results
-from babelstream.settings import load_settings
+from core.settings import load_settings
 from schemas.records import ResultKind
+from streams.reader import stored_session_results
 from tests.audio import asterisk, chrf, encode_audio, librivox, librivox_transcripts, silence, translation_prompts, wer
 from tests.stack import Stack
 
@@ -76,7 +76,7 @@ def test_the_openai_client_transcribes_flac_through_kafka(stack: Stack) -> None:
     # the request was a session like any other: its finals are on the results topic (replayable, exported)
     sid = raw.headers["x-babelstream-session"]
     settings = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix, results_partitions=2)
-    finals = [r for r in asyncio.run(read_session_results(settings, sid)) if r.kind is ResultKind.FINAL]
+    finals = [r for r in asyncio.run(stored_session_results(settings, sid)) if r.kind is ResultKind.FINAL]
     assert len(finals) >= len(CLIPS) and wer(ref, " ".join(r.text for r in finals)) < 0.1
 
 

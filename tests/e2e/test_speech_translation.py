@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import soxr
 
-from babelstream.audio.resample import pcm16_to_float
 from babelstream.client import stream_audio
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.stt import DecodeRequest
-from babelstream.engines.translate import FastTranslateBackend
-from babelstream.engines.whisper import WhisperEngine
+from core.audio.resample import pcm16_to_float
+from core.engines.models import resolve_whisper_model
+from core.engines.stt import DecodeRequest
+from core.engines.translate import FastTranslateBackend
+from core.engines.whisper import WhisperEngine
 from tests.audio import asterisk, chrf, silence, translation_prompts
 from tests.stack import Stack
 

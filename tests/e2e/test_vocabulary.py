@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from babelstream.audio.resample import pcm16_to_float
 from babelstream.client import stream_audio
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.stt import Vocabulary, looks_degenerate
-from babelstream.engines.whisper import WhisperEngine
+from core.audio.resample import pcm16_to_float
+from core.engines.models import resolve_whisper_model
+from core.engines.stt import Vocabulary, looks_degenerate
+from core.engines.whisper import WhisperEngine
 from tests.audio import espeak, silence, wer
 from tests.stack import Stack
 

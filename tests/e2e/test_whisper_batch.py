@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soxr
 
-from babelstream.audio.resample import pcm16_to_float
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.stt import DecodeRequest, Vocabulary
-from babelstream.engines.whisper import WhisperEngine
+from core.audio.resample import pcm16_to_float
+from core.engines.models import resolve_whisper_model
+from core.engines.stt import DecodeRequest, Vocabulary
+from core.engines.whisper import WhisperEngine
 from tests.audio import asterisk_es, librivox, wer
 
 pytestmark = pytest.mark.timeout(300)

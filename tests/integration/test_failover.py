@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
-from babelstream.settings import load_settings
+from core.settings import load_settings
 from schemas.records import AudioEvent, AudioEventKind, ResultKind
 from streams.producer import EventProducer
 from streams.topics import Codecs, ensure_topics, topic_specs

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from babelstream.settings import Settings
+from core.settings import Settings
 from gateway.store import SessionStore
 from schemas.records import SessionState
 from streams.deadletter import DeadLetters

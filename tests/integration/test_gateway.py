@@ -211,7 +211,7 @@ def metric_sum(exposition: str, name: str) -> float:
 
 
 async def test_results_produced_while_disconnected_are_delivered_on_resume(stack: Stack) -> None:
-    from babelstream.settings import load_settings
+    from core.settings import load_settings
     from schemas.records import ResultKind
     from streams.deadletter import DeadLetters
     from streams.reader import read_session_results

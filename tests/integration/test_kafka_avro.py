@@ -7,7 +7,7 @@ import struct
 
 from aiokafka import AIOKafkaConsumer
 
-from babelstream.settings import Settings
+from core.settings import Settings
 from schemas.codec import pinned_ids
 from schemas.messages import result_message
 from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, Translation

@@ -51,7 +51,7 @@ def endpoint_of(broker: LocalKafka, cert: Path, mechanism: str, user: str = "ali
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
 async def test_produce_and_read_back_over_sasl_ssl(secure_broker: tuple[LocalKafka, Path], mechanism: str) -> None:
-    from babelstream.settings import load_settings
+    from core.settings import load_settings
 
     broker, cert = secure_broker
     kafka = endpoint_of(broker, cert, mechanism)

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from websockets.asyncio.client import connect
 
 from babelstream.client import stream_audio
-from babelstream.settings import load_settings
+from core.settings import load_settings
 from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, SessionState
 from streams.topics import Codecs, Topics, partition_ids, topic_specs
 from tests.audio import librivox, wer

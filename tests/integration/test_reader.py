@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from babelstream.settings import load_settings
+from core.settings import load_settings
 from schemas.records import Result, ResultKind
 from streams import lifetime
 from streams.deadletter import DeadLetters

@@ -10,15 +10,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from babelstream.analytics import subtitles
-from babelstream.analytics.archive import query_archive
-from babelstream.analytics.reader import read_session_results
-from babelstream.engines.models import packaged_tiny_en_model
-from babelstream.engines.whisper import WhisperEngine
 from babelstream.replay import replay
-from babelstream.settings import Settings
+from core.analytics import subtitles
+from core.analytics.archive import query_archive
+from core.engines.models import packaged_tiny_en_model
+from core.engines.whisper import WhisperEngine
+from core.settings import Settings
 from schemas.records import AudioEvent, AudioEventKind, ErrorInfo, Result, ResultKind, Translation
 from streams.producer import EventProducer
+from streams.reader import stored_session_results
 from streams.topics import Codecs, ensure_topics, topic_specs
 from tests.audio import librivox, wer
 from tests.stack import Stack, http_json
@@ -59,10 +59,10 @@ async def test_replay_is_versioned_filtered_and_reproducible(settings: Settings)
     assert wer(a_ref, first.texts["replay-a:0"]) < 0.25
     assert seen and seen[-1][0] == seen[-1][1] > 0  # progress reached the end
 
-    stored = await read_session_results(settings, "replay-a", version="r1")
+    stored = await stored_session_results(settings, "replay-a", version="r1")
     assert sorted(r.utterance_index for r in stored) == [0, 1]
     assert {r.version for r in stored} == {"r1"} and {r.kind for r in stored} == {ResultKind.FINAL}
-    assert await read_session_results(settings, "replay-a") == []  # live results untouched
+    assert await stored_session_results(settings, "replay-a") == []  # live results untouched
 
     srt = subtitles.to_srt(stored)
     assert srt.startswith("1\n00:00:00,") and "-->" in srt and "Dashwood" in srt

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from babelstream.client import stream_audio
-from babelstream.settings import load_settings
+from core.settings import load_settings
 from schemas.records import Result, ResultKind
 from streams.reader import read_range, topic_partitions
 from streams.registry import ConfluentRegistry, RegistryCodec, RegistryError

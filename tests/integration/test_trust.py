@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from babelstream.client import stream_audio
-from babelstream.settings import load_settings
+from core.settings import load_settings
 from schemas.records import AudioEvent, AudioEventKind
 from streams.broker import LocalKafka
 from streams.deadletter import DeadLetters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from babelstream.acks import InOrderAcks
+from core.acks import InOrderAcks
 
 
 def test_events_are_acked_only_once_every_earlier_event_is_done() -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from babelstream.audio.pipeline import SpeechPipeline
-from babelstream.audio.resample import AudioFormatError, StreamResampler, pcm16_to_float
-from babelstream.audio.segmenter import Chunk, End, SegmenterConfig
-from babelstream.audio.vad import DualVad, SileroVad, find_silero_model
-from babelstream.settings import load_settings
+from core.audio.pipeline import SpeechPipeline
+from core.audio.resample import AudioFormatError, StreamResampler, pcm16_to_float
+from core.audio.segmenter import Chunk, End, SegmenterConfig
+from core.audio.vad import DualVad, SileroVad, find_silero_model
+from core.settings import load_settings
 from tests.audio import asterisk_es, espeak, librivox, silence
 
 

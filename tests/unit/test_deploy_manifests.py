@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from babelstream.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from babelstream.engines.translate import FastTranslateBackend, TranslationRouter, UnsupportedPair
-from babelstream.settings import load_settings
+from core.engines.translate import FastTranslateBackend, TranslationRouter, UnsupportedPair
+from core.settings import load_settings
 from schemas.codec import AvroCodec, CodecError, PinnedRegistry
 from schemas.langs import LANGUAGES, UnknownLanguage, normalize_lang, opus_code
 from schemas.records import AudioEvent, AudioEventKind

@@ -3,7 +3,7 @@ none after the final."""
 
 from __future__ import annotations
 
-from babelstream.interim_translations import InterimThrottle
+from core.interim_translations import InterimThrottle
 from schemas.records import Result, ResultKind, Translation
 
 

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from babelstream.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "k8s" / "base"

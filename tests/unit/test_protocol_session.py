@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from babelstream.audio.vad import DualVad
-from babelstream.settings import load_settings
+from core.audio.vad import DualVad
+from core.settings import load_settings
 from gateway.pacing import AudioPacer
 from gateway.session import ClientSession, Produce, SaveState, ToClient, token_digest
 from schemas.messages import ProtocolError, SetLangs, Start, parse_client_message
@@ -294,7 +294,7 @@ def test_the_vocabulary_goes_with_each_utterances_first_chunk_and_survives_a_res
     ],
 )
 def test_loops_are_recognised(text: str, stuck: bool) -> None:
-    from babelstream.engines.stt import looks_degenerate
+    from core.engines.stt import looks_degenerate
 
     assert looks_degenerate(text) is stuck
 

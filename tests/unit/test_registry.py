@@ -184,7 +184,7 @@ def test_records_from_before_target_langs_keep_their_one_target(schema_file: str
 
 
 def test_registry_settings_become_the_clients_configuration(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from babelstream.settings import load_settings
+    from core.settings import load_settings
     from streams.registry import registry_conf
 
     s = load_settings(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from babelstream.engines.translate import EasyNmtBackend, TranslationRouter
-from babelstream.settings import load_settings
+from core.engines.translate import EasyNmtBackend, TranslationRouter
+from core.settings import load_settings
 
 
 class FakeBackend:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from babelstream.scheduler import DecodeScheduler, LanguageMemory
-from babelstream.utterances import Utterance
+from core.scheduler import DecodeScheduler, LanguageMemory
+from core.utterances import Utterance
 
 
 def utt(sid: str, idx: int = 0, partition: int = 0) -> Utterance:

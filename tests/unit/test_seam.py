@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from babelstream.audio.resample import float_to_pcm16
-from babelstream.audio.seam import seam_cut_ms
-from babelstream.engines.stt import Transcription
-from babelstream.settings import load_settings
-from babelstream.transcriber import Transcriber
-from babelstream.utterances import Final, UtteranceAssembler
+from core.audio.resample import float_to_pcm16
+from core.audio.seam import seam_cut_ms
+from core.engines.stt import Transcription
+from core.settings import load_settings
+from core.transcriber import Transcriber
+from core.utterances import Final, UtteranceAssembler
 from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ResultKind
 
 RNG = np.random.default_rng(7)

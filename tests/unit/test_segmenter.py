@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from babelstream.audio.segmenter import Chunk, End, Pause, Segmenter, SegmenterConfig, State
+from core.audio.segmenter import Chunk, End, Pause, Segmenter, SegmenterConfig, State
 
 FRAME_MS = 30
 FRAME = bytes(16 * 2 * FRAME_MS)

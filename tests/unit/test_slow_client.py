@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from babelstream.settings import load_settings
+from core.settings import load_settings
 from gateway.auth import ANONYMOUS
 from gateway.connection import WebSocketLink
 from gateway.pacing import AudioPacer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from babelstream.analytics import stats
+from core.analytics import stats
 from schemas.codec import AvroCodec, PinnedRegistry
 from schemas.records import AudioEvent, AudioEventKind, Result, ResultKind, Translation
 from streams.deadletter import DeadLetters

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from babelstream.engines.stt import Transcription
-from babelstream.settings import load_settings
-from babelstream.transcriber import Batch, Transcriber
+from core.engines.stt import Transcription
+from core.settings import load_settings
+from core.transcriber import Batch, Transcriber
 from schemas.records import AudioEvent, AudioEventKind, ResultKind
 
 SECOND = b"\x01\x00" * 16000  # one second of 16 kHz PCM16

@@ -4,8 +4,8 @@ its own result."""
 
 from __future__ import annotations
 
-from babelstream.engines.translate import TranslationRouter
-from babelstream.translations import translate_results, wants_translation
+from core.engines.translate import TranslationRouter
+from core.translations import translate_results, wants_translation
 from schemas.records import Result, ResultKind, Translation
 
 

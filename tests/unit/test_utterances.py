@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from babelstream.engines.stt import TimedText, Transcription
-from babelstream.utterances import (
+from core.engines.stt import TimedText, Transcription
+from core.utterances import (
     Discard,
     Final,
     Interim,

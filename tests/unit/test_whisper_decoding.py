@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from babelstream.engines.stt import looks_degenerate
-from babelstream.engines.whisper import WINDOW_FRAMES, max_new_tokens, split_by_timestamps, window_frames
+from core.engines.stt import looks_degenerate
+from core.engines.whisper import WINDOW_FRAMES, max_new_tokens, split_by_timestamps, window_frames
 
 TB = 50364  # <|0.00|>
 WORD, DOT = 1000, 13

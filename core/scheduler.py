@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from babelstream.utterances import Utterance
+from core.utterances import Utterance
 
 JobKind = Literal["final", "speculative", "interim"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from babelstream.settings import Settings, default_cache_dir
+from core.settings import Settings, default_cache_dir
 from schemas.langs import LANGUAGES, opus_code
 
 log = logging.getLogger(__name__)

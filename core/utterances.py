@@ -11,7 +11,7 @@ trusted for it (a record stamped in the future must not end other utterances ear
 An utterance its connection left inside speech (closed by a takeover, or by a disconnect) is held for
 ``seam_wait_ms``: if the session's next utterance begins at once (less than ``join_within_ms`` of session
 audio after the resume, i.e. the speaker went on), the cut utterance keeps what precedes its last quiet
-moment and the rest is carried into the next one (``babelstream.audio.seam``), so no word is split
+moment and the rest is carried into the next one (``core.audio.seam``), so no word is split
 across the seam; otherwise it is finalised whole.
 """
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from babelstream.audio.resample import pcm16_to_float, peak_normalize
-from babelstream.audio.seam import PCM16_BYTES_PER_MS, seam_cut_ms
-from babelstream.engines.stt import Transcription, Vocabulary
+from core.audio.resample import pcm16_to_float, peak_normalize
+from core.audio.seam import PCM16_BYTES_PER_MS, seam_cut_ms
+from core.engines.stt import Transcription, Vocabulary
 from schemas.records import (
     TAKEOVER_SEQ,
     AudioEvent,

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
-from babelstream.engines.translate import WHISPER, TranslationRouter, UnsupportedPair
+from core.engines.translate import WHISPER, TranslationRouter, UnsupportedPair
 from schemas.langs import UnknownLanguage, normalize_lang
 from schemas.records import ErrorInfo, Result, ResultKind, Translation, now_ms
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import webrtcvad
 
-from babelstream.audio.resample import pcm16_to_float
-from babelstream.settings import Settings, VadVote
+from core.audio.resample import pcm16_to_float
+from core.settings import Settings, VadVote
 
 SAMPLE_RATE_HZ = 16000
 

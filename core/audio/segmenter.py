@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
-from babelstream.settings import Settings
+from core.settings import Settings
 
 
 class State(StrEnum):

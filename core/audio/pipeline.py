@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from babelstream.audio.resample import StreamResampler
-from babelstream.audio.segmenter import Segmenter, SegmenterConfig, SegmentEvent
-from babelstream.audio.vad import DualVad
+from core.audio.resample import StreamResampler
+from core.audio.segmenter import Segmenter, SegmenterConfig, SegmentEvent
+from core.audio.vad import DualVad
 from schemas.records import Encoding
 
 

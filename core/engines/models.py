@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from babelstream.settings import default_cache_dir
+from core.settings import default_cache_dir
 
 log = logging.getLogger(__name__)
 

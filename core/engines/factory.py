@@ -3,13 +3,13 @@ no import circle)."""
 
 from __future__ import annotations
 
-from babelstream.engines.stt import NullEngine, SttEngine
-from babelstream.settings import Settings
+from core.engines.stt import NullEngine, SttEngine
+from core.settings import Settings
 
 
 def make_stt_engine(s: Settings) -> SttEngine:
     if s.stt_engine == "null":
         return NullEngine()
-    from babelstream.engines.whisper import WhisperEngine  # faster-whisper: loaded only when wanted
+    from core.engines.whisper import WhisperEngine  # faster-whisper: loaded only when wanted
 
     return WhisperEngine.from_settings(s)

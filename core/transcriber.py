@@ -25,13 +25,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
-from babelstream.acks import InOrderAcks
-from babelstream.audio.seam import SAMPLES_PER_MS
-from babelstream.engines.stt import DecodeRequest, Transcription
-from babelstream.engines.translate import WHISPER, TranslationRouter
-from babelstream.scheduler import DecodeScheduler, Job, LanguageMemory
-from babelstream.settings import Settings
-from babelstream.utterances import (
+from core.acks import InOrderAcks
+from core.audio.seam import SAMPLES_PER_MS
+from core.engines.stt import DecodeRequest, Transcription
+from core.engines.translate import WHISPER, TranslationRouter
+from core.scheduler import DecodeScheduler, Job, LanguageMemory
+from core.settings import Settings
+from core.utterances import (
     Discard,
     Final,
     Interim,

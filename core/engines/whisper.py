@@ -35,8 +35,8 @@ import numpy as np
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
-from babelstream.engines.models import resolve_whisper_model
-from babelstream.engines.stt import (
+from core.engines.models import resolve_whisper_model
+from core.engines.stt import (
     NO_VOCABULARY,
     DecodeRequest,
     TimedText,
@@ -44,7 +44,7 @@ from babelstream.engines.stt import (
     Vocabulary,
     looks_degenerate,
 )
-from babelstream.settings import Settings
+from core.settings import Settings
 
 SAMPLE_RATE_HZ = 16000
 FRAMES_PER_S = 100  # mel frames
