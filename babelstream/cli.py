@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from core.settings import load_settings
+from schemas.records import AUDIO_SAMPLE_RATE_HZ
 
 app = typer.Typer(add_completion=False, help="Babelstream: real-time speech transcription and translation on Kafka")
 console = Console(stderr=True)
@@ -172,7 +173,7 @@ def stream(
     from babelstream.client import stream_audio
     from core.audio.resample import float_to_pcm16
 
-    pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=16000))
+    pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=AUDIO_SAMPLE_RATE_HZ))
     targets = [lang.strip() for value in target_lang or [] for lang in value.split(",") if lang.strip()]
 
     def show(msg: dict[str, object]) -> None:
@@ -239,7 +240,7 @@ def load(
     from babelstream.load import run_load, summarize
     from core.audio.resample import float_to_pcm16
 
-    pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=16000))
+    pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=AUDIO_SAMPLE_RATE_HZ))
     reports, failed = asyncio.run(run_load(url, pcm, clients, pace=pace, source_lang=source_lang, api_key=api_key))
     summary = summarize(reports, failed)
     table = Table(title=f"{clients} clients, pace {pace}")

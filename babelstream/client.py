@@ -13,6 +13,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from schemas.records import AUDIO_SAMPLE_RATE_HZ, MAX_MESSAGE_BYTES, PCM16_SAMPLE_BYTES
+
 
 @dataclass
 class StreamReport:
@@ -60,7 +62,7 @@ async def stream_audio(
     url: str,
     pcm: bytes,
     *,
-    sample_rate: int = 16000,
+    sample_rate: int = AUDIO_SAMPLE_RATE_HZ,
     source_lang: str | None = None,
     target_lang: str | None = None,
     translate: bool = False,
@@ -103,7 +105,10 @@ async def stream_audio(
     if received_up_to is not None:
         start_msg["received_up_to"] = received_up_to
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-    async with asyncio.timeout(timeout_s), connect(url, max_size=2**22, additional_headers=headers, ssl=ssl) as ws:
+    async with (
+        asyncio.timeout(timeout_s),
+        connect(url, max_size=MAX_MESSAGE_BYTES, additional_headers=headers, ssl=ssl) as ws,
+    ):
         await ws.send(json.dumps(start_msg))
         ready = json.loads(await ws.recv())
         if ready.get("type") != "ready":
@@ -113,8 +118,8 @@ async def stream_audio(
         report.messages.append(ready)
         reader = asyncio.create_task(_read(ws, report, on_message))
         t_start = time.monotonic()
-        step = sample_rate * 2 * frame_ms // 1000
-        audio = pcm + bytes(sample_rate * 2 * trailing_silence_ms // 1000)
+        step = sample_rate * PCM16_SAMPLE_BYTES * frame_ms // 1000
+        audio = pcm + bytes(sample_rate * PCM16_SAMPLE_BYTES * trailing_silence_ms // 1000)
         for i, off in enumerate(range(0, len(audio), step)):
             await ws.send(audio[off : off + step])
             if pace > 0:

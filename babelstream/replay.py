@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from core.engines.stt import SttEngine
 from core.settings import Settings
-from core.utterances import Final, UtteranceAssembler, utterance_result
+from core.utterances import DecodeFinal, UtteranceAssembler, utterance_result
 from schemas.records import ResultKind
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
@@ -64,7 +64,7 @@ async def replay(
             ev = await dead_letters.decode(codecs.audio, rec)
             if ev is not None and (session_id is None or ev.session_id == session_id):
                 action = assembler.add(ev, now_ms=0)
-                if isinstance(action, Final):
+                if isinstance(action, DecodeFinal):
                     await _transcribe(action, engine, tag, producer, stats, settings)
             if progress is not None:
                 progress(*counts)
@@ -76,7 +76,7 @@ async def replay(
 
 
 async def _transcribe(
-    action: Final, engine: SttEngine, tag: str, producer: EventProducer, stats: ReplayStats, settings: Settings
+    action: DecodeFinal, engine: SttEngine, tag: str, producer: EventProducer, stats: ReplayStats, settings: Settings
 ) -> None:
     u = action.utterance
     audio, from_ms = u.speech(settings.trim_margin_ms, settings.normalize_audio)

@@ -26,9 +26,10 @@ from core.engines.models import resolve_whisper_model
 from core.engines.stt import DecodeRequest
 from core.engines.whisper import WhisperEngine
 from core.settings import load_settings
-from core.utterances import Final, Utterance, UtteranceAssembler
+from core.utterances import DecodeFinal, Utterance, UtteranceAssembler
 from gateway.session import ClientSession, Produce
 from schemas.messages import parse_client_message
+from schemas.records import AUDIO_SAMPLE_RATE_HZ
 from tests.audio import (
     asterisk_es,
     asterisk_es_transcripts,
@@ -47,7 +48,7 @@ def five_clip_stream(gap_ms: int = 1000) -> tuple[bytes, str]:
     pcm, refs = b"", []
     for clip in CLIPS:
         audio, rate, ref = librivox(f"sense_and_sensibility_01_austen_64kb-{clip}")
-        assert rate == 16000
+        assert rate == AUDIO_SAMPLE_RATE_HZ
         pcm += audio + silence(gap_ms)
         refs.append(ref)
     return silence(500) + pcm + silence(1000), " ".join(refs)
@@ -64,7 +65,7 @@ def utterances(pcm: bytes) -> list[Utterance]:
         events += [o.event for o in session.audio(pcm[off : off + 3200]) if isinstance(o, Produce)]
     events += [o.event for o in session.disconnect() if isinstance(o, Produce)]
     assembler = UtteranceAssembler(interim_interval_ms=0)
-    return [a.utterance for ev in events if isinstance(a := assembler.add(ev, now_ms=0), Final)]
+    return [a.utterance for ev in events if isinstance(a := assembler.add(ev, now_ms=0), DecodeFinal)]
 
 
 def main() -> None:
@@ -151,7 +152,9 @@ def stream(
 
 
 def clips(engine: WhisperEngine, table: Table, pads: list[int], items: list[tuple[bytes, int, str]], name: str) -> None:
-    audios = [soxr.resample(pcm16_to_float(pcm), rate, 16000).astype(np.float32) for pcm, rate, _ in items]
+    audios = [
+        soxr.resample(pcm16_to_float(pcm), rate, AUDIO_SAMPLE_RATE_HZ).astype(np.float32) for pcm, rate, _ in items
+    ]
     refs = [ref for _, _, ref in items]
     base_s = 0.0
     for how in ["faster-whisper"] + [f"pad {p}" for p in pads]:

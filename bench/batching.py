@@ -28,8 +28,9 @@ from rich.table import Table
 from bench.reference import faster_whisper
 from core.engines.models import resolve_whisper_model
 from core.engines.stt import DecodeRequest
-from core.engines.whisper import SAMPLE_RATE_HZ, WhisperEngine
+from core.engines.whisper import WhisperEngine
 from core.settings import load_settings
+from schemas.records import AUDIO_SAMPLE_RATE_HZ
 from tests.audio import wer
 
 
@@ -98,14 +99,18 @@ def measure(engine: WhisperEngine, kind: Kind, inputs: Inputs, size: int, items:
         out = engine.transcribe_batch([request(kind, a) for a in audios[b * size : (b + 1) * size]])
         texts += [t.text for t in out]
     took_s = time.perf_counter() - t0
-    return sum(map(len, audios)) / SAMPLE_RATE_HZ / took_s, took_s / batches, wer(inputs.reference, " ".join(texts[:n]))
+    return (
+        sum(map(len, audios)) / AUDIO_SAMPLE_RATE_HZ / took_s,
+        took_s / batches,
+        wer(inputs.reference, " ".join(texts[:n])),
+    )
 
 
 def offline(engine: WhisperEngine, inputs: Inputs) -> tuple[float, float]:
     """(WER, audio s per s) of faster-whisper's own transcribe on the whole stream."""
     t0 = time.perf_counter()
     text = faster_whisper(engine, inputs.stream, None)
-    return wer(inputs.reference, text), len(inputs.stream) / SAMPLE_RATE_HZ / (time.perf_counter() - t0)
+    return wer(inputs.reference, text), len(inputs.stream) / AUDIO_SAMPLE_RATE_HZ / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -35,13 +35,6 @@ REALTIME_FRAME_BYTES = 3200  # 100 ms of 16 kHz PCM16
 MIB = 2**20
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 def speech(nbytes: int) -> bytes:
     pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
     return (pcm * (nbytes // len(pcm) + 1))[:nbytes]
@@ -100,10 +93,10 @@ async def one_row(gw: Service, n: int, flat_out: bool, seconds: float) -> tuple[
                 pass
     await asyncio.sleep(1)
     conns = [await started(gw.ws_url) for _ in range(n)]  # all started, then all send at once
-    before = peak = rss_bytes(gw.proc.pid)
+    before = peak = gw.rss_bytes()
     clients = asyncio.gather(*(send_for(ws, flat_out, seconds) for ws in conns))
     while not clients.done():
-        peak = max(peak, rss_bytes(gw.proc.pid))
+        peak = max(peak, gw.rss_bytes())
         await asyncio.sleep(0.2)
     codes = [code for code in await clients if code is not None]
     if codes:

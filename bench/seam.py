@@ -20,9 +20,10 @@ from rich.table import Table
 
 from bench.reference import faster_whisper
 from core.audio.resample import pcm16_to_float
-from core.audio.seam import SAMPLES_PER_MS, seam_cut_ms
+from core.audio.seam import seam_cut_ms
 from core.engines.models import resolve_whisper_model
 from core.engines.whisper import WhisperEngine
+from schemas.records import AUDIO_SAMPLES_PER_MS
 from tests.audio import librivox, librivox_transcripts, wer
 
 
@@ -45,9 +46,9 @@ def main() -> None:
         words = [w for sg in segments for w in (sg.words or [])]
         whole = wer(ref, text(audio))
         for w in words[2:-1:2]:
-            at = int((w.start + w.end) / 2 * 1000) * SAMPLES_PER_MS
+            at = int((w.start + w.end) / 2 * 1000) * AUDIO_SAMPLES_PER_MS
             keep_ms = seam_cut_ms(audio[:at])
-            keep = at if keep_ms is None else keep_ms * SAMPLES_PER_MS
+            keep = at if keep_ms is None else keep_ms * AUDIO_SAMPLES_PER_MS
             carried_all += keep == 0
             cuts += 1
             rows["uncut"].append(whole)

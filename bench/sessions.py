@@ -31,6 +31,7 @@ from core.engines.models import resolve_whisper_model
 from core.engines.stt import DecodeRequest
 from core.engines.whisper import WhisperEngine
 from core.settings import load_settings
+from schemas.records import AUDIO_BYTES_PER_S, AUDIO_SAMPLE_RATE_HZ
 from streams.broker import LocalKafka
 from tests.audio import wer
 
@@ -60,7 +61,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     pcm, ref = five_clip_stream()
-    stream_s = len(pcm) / 32000
+    stream_s = len(pcm) / AUDIO_BYTES_PER_S
 
     engine = WhisperEngine(resolve_whisper_model("base", None), cpu_threads=args.threads, beam_size=5)
     offline_wer = wer(ref, faster_whisper(engine, pcm16_to_float(pcm), None))
@@ -75,7 +76,9 @@ def main() -> None:
         t0 = time.perf_counter()
         for audio in audios:
             engine.transcribe_batch([DecodeRequest(audio, None, True)])
-        limits[pad_ms] = sum(len(a) for a in audios) / 16000 / (time.perf_counter() - t0)  # audio s per s
+        limits[pad_ms] = (
+            sum(len(a) for a in audios) / AUDIO_SAMPLE_RATE_HZ / (time.perf_counter() - t0)
+        )  # audio s per s
     del engine
 
     table = Table(title=f"Five-clip stream ({stream_s:.0f} s) per session, Whisper base int8, {args.threads} threads")

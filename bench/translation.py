@@ -23,6 +23,7 @@ from core.audio.resample import pcm16_to_float
 from core.engines.models import resolve_whisper_model
 from core.engines.stt import DecodeRequest
 from core.engines.whisper import WhisperEngine
+from schemas.records import AUDIO_BYTES_PER_S, AUDIO_SAMPLE_RATE_HZ
 from tests.audio import asterisk, chrf, translation_prompts
 
 LANGS = ["es", "fr", "it", "ru"]
@@ -30,7 +31,7 @@ LANGS = ["es", "fr", "it", "ru"]
 
 def prompt_audio(lang: str, name: str) -> np.ndarray:
     pcm, rate, _ = asterisk(lang, name)
-    return soxr.resample(pcm16_to_float(pcm), rate, 16000).astype(np.float32)
+    return soxr.resample(pcm16_to_float(pcm), rate, AUDIO_SAMPLE_RATE_HZ).astype(np.float32)
 
 
 def main() -> None:
@@ -150,7 +151,7 @@ def live(sessions: list[int]) -> Table:
                             translate=True,
                         )
                     )
-                    minutes = len(pcm) / 32000 / 60
+                    minutes = len(pcm) / AUDIO_BYTES_PER_S / 60
                     delays, interims = [], 0
                     for rep in reports:
                         finals = {m["segment_id"]: m["_t"] for m in rep.of_type("final")}

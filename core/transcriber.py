@@ -26,22 +26,21 @@ from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from core.acks import InOrderAcks
-from core.audio.seam import SAMPLES_PER_MS
 from core.engines.stt import DecodeRequest, Transcription
 from core.engines.translate import WHISPER, TranslationRouter
 from core.scheduler import DecodeScheduler, Job, LanguageMemory
 from core.settings import Settings
 from core.utterances import (
+    DecodeFinal,
+    DecodeInterim,
     Discard,
-    Final,
-    Interim,
     Speculate,
     Utterance,
     UtteranceAssembler,
     utterance_result,
 )
 from schemas.langs import UnknownLanguage, normalize_lang
-from schemas.records import AudioEvent, ErrorInfo, Result, ResultKind, Translation
+from schemas.records import AUDIO_SAMPLES_PER_MS, AudioEvent, ErrorInfo, Result, ResultKind, Translation
 
 T = TypeVar("T")  # the shell's handle of one consumed record (a Faust event)
 V = TypeVar("V")
@@ -137,7 +136,7 @@ class Transcriber(Generic[T]):
         if ev is None:
             return EventOutcome(self.acks.done(partition, offset), "bad_event")
         action = self.assembler.add(ev, clock_ms, partition=partition, tag=(partition, offset, handle))
-        if isinstance(action, Interim | Speculate | Final):
+        if isinstance(action, DecodeInterim | Speculate | DecodeFinal):
             self._want(action, clock_ms)
             return EventOutcome([], wanted=True)
         if isinstance(action, Discard):
@@ -168,8 +167,8 @@ class Transcriber(Generic[T]):
     def open_utterances(self) -> int:
         return len(self.assembler.open)
 
-    def _want(self, action: Final | Speculate | Interim, clock_ms: int) -> None:
-        if isinstance(action, Final):
+    def _want(self, action: DecodeFinal | Speculate | DecodeInterim, clock_ms: int) -> None:
+        if isinstance(action, DecodeFinal):
             self.scheduler.submit_final(action.utterance, clock_ms)
         elif isinstance(action, Speculate):
             remember(self.paused_at_ms, action.utterance.utterance_id, action.utterance.audio_ms)
@@ -224,7 +223,7 @@ class Transcriber(Generic[T]):
         done.update((key, (e, 0)) for key, e in batch.unprepared.items())
         for d, t in zip(batch.decodes, transcriptions, strict=True):
             if isinstance(t, Transcription) and d.request.language is None:
-                heard_ms = len(d.request.audio) // SAMPLES_PER_MS
+                heard_ms = len(d.request.audio) // AUDIO_SAMPLES_PER_MS
                 self.languages.observe(
                     d.job.utterance, t.language, t.language_probability, whole=d.request.final, heard_ms=heard_ms
                 )

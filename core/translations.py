@@ -16,13 +16,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 from core.engines.translate import WHISPER, TranslationRouter, UnsupportedPair
+from schemas.errors import BabelstreamError
 from schemas.langs import UnknownLanguage, normalize_lang
 from schemas.records import ErrorInfo, Result, ResultKind, Translation, now_ms
 
 log = logging.getLogger(__name__)
 
 
-class SpeechTranslationMissing(RuntimeError):
+class SpeechTranslationMissing(BabelstreamError, RuntimeError):
     """The route goes through Whisper's English, and the result carries none."""
 
 

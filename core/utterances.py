@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.audio.resample import pcm16_to_float, peak_normalize
-from core.audio.seam import PCM16_BYTES_PER_MS, seam_cut_ms
+from core.audio.seam import seam_cut_ms
 from core.engines.stt import Transcription, Vocabulary
 from schemas.records import (
+    AUDIO_BYTES_PER_MS,
+    AUDIO_SAMPLES_PER_MS,
     TAKEOVER_SEQ,
     AudioEvent,
     AudioEventKind,
@@ -88,8 +90,8 @@ class Utterance:
     def cut(self, keep_ms: int) -> bytes:
         """Keep the first ``keep_ms`` of audio; return the rest (PCM16)."""
         pcm = b"".join(self.chunks)
-        head, tail = pcm[: keep_ms * PCM16_BYTES_PER_MS], pcm[keep_ms * PCM16_BYTES_PER_MS :]
-        self.chunks, self.audio_ms = ([head] if head else []), len(head) // PCM16_BYTES_PER_MS
+        head, tail = pcm[: keep_ms * AUDIO_BYTES_PER_MS], pcm[keep_ms * AUDIO_BYTES_PER_MS :]
+        self.chunks, self.audio_ms = ([head] if head else []), len(head) // AUDIO_BYTES_PER_MS
         for name in ("speech_start_ms", "speech_end_ms"):
             value = getattr(self, name)
             if value is not None:
@@ -98,7 +100,7 @@ class Utterance:
 
     def carry(self, pcm: bytes) -> None:
         """Begin with ``pcm``, the speech the session's cut utterance was left in (this one's first chunk)."""
-        ms = len(pcm) // PCM16_BYTES_PER_MS
+        ms = len(pcm) // AUDIO_BYTES_PER_MS
         self.chunks.insert(0, pcm)
         self.carried_ms, self.audio_ms = ms, self.audio_ms + ms
         self.start_ms = max(0, self.start_ms - ms)
@@ -116,20 +118,26 @@ class Utterance:
             start_ms = max(0, self.speech_start_ms - margin_ms)
             end_ms = min(self.audio_ms, self.speech_end_ms + margin_ms)
             if end_ms - start_ms >= 100:  # else nothing sensible to cut to
-                audio = audio[start_ms * 16 : end_ms * 16]
+                audio = audio[start_ms * AUDIO_SAMPLES_PER_MS : end_ms * AUDIO_SAMPLES_PER_MS]
             else:
                 start_ms = 0
         return (peak_normalize(audio) if normalize else audio), start_ms
 
 
+# What the assembler asks for (a client's "realtime" and "final" messages are schemas.messages' Realtime
+# and Final: what comes of these decodes)
 @dataclass(frozen=True)
-class Interim:
+class DecodeInterim:
+    """Time for an interim ("realtime") decode of the utterance so far: its ``revision``-th."""
+
     utterance: Utterance
     revision: int
 
 
 @dataclass(frozen=True)
-class Final:
+class DecodeFinal:
+    """The utterance is whole: decode it for its final."""
+
     utterance: Utterance
 
 
@@ -148,7 +156,7 @@ class Discard:
     reason: str
 
 
-Action = Interim | Speculate | Final | Discard
+Action = DecodeInterim | Speculate | DecodeFinal | Discard
 
 CLOSED_REMEMBERED = 10_000  # ids of utterances closed by a takeover whose late audio is discarded
 LEFT_REASONS = frozenset({"takeover", "disconnect"})  # an END for these: the connection left, maybe mid-word
@@ -192,7 +200,7 @@ class UtteranceAssembler:
             return self._take_over(ev, u, tag, now_ms)
         if u is None and ev.utterance_id in self._taken_over:
             return Discard("taken_over")  # audio the old connection sent after the session moved on
-        released: Final | None = None
+        released: DecodeFinal | None = None
         if u is None and ev.kind is AudioEventKind.CHUNK and ev.session_id in self.seams:
             released, u = self._resume(self.seams.pop(ev.session_id), ev, partition)
         if u is None:
@@ -216,7 +224,7 @@ class UtteranceAssembler:
             u.end_reason = ev.end_reason or "end"
             u.speech_start_ms, u.speech_end_ms = u.speech_range(ev)
             del self.open[ev.utterance_id]
-            return self._left(u, ev, now_ms) if u.end_reason in LEFT_REASONS else Final(u)
+            return self._left(u, ev, now_ms) if u.end_reason in LEFT_REASONS else DecodeFinal(u)
         u.chunks.append(ev.pcm)
         u.audio_ms += ev.duration_ms
         if released is not None:
@@ -226,10 +234,10 @@ class UtteranceAssembler:
         if due and fresh and self.interim_interval_ms > 0:
             u.last_interim_audio_ms = u.audio_ms
             u.interim_count += 1
-            return Interim(u, u.interim_count)
+            return DecodeInterim(u, u.interim_count)
         return None
 
-    def _take_over(self, ev: AudioEvent, u: Utterance | None, tag: object, now_ms: int) -> Final | Discard | None:
+    def _take_over(self, ev: AudioEvent, u: Utterance | None, tag: object, now_ms: int) -> DecodeFinal | Discard | None:
         """Another connection took the session over: close the utterance with what it has, if still open."""
         if u is None:
             return Discard("already_ended")  # ended normally, or finalised before a redelivery
@@ -243,16 +251,16 @@ class UtteranceAssembler:
             self._taken_over.popitem(last=False)
         return self._left(u, ev, now_ms)
 
-    def _left(self, u: Utterance, ev: AudioEvent, now_ms: int) -> Final | None:
+    def _left(self, u: Utterance, ev: AudioEvent, now_ms: int) -> DecodeFinal | None:
         """``u``'s connection left it (``ev``: the END saying so): held if it was left inside speech."""
         keep_ms = seam_cut_ms(u.audio()) if self.seam_wait_ms > 0 else None
         if keep_ms is None:
-            return Final(u)  # it ends quietly: no word was cut
+            return DecodeFinal(u)  # it ends quietly: no word was cut
         earlier = self.seams.pop(u.session_id, None)
         self.seams[u.session_id] = Seam(u, keep_ms, ev.audio_offset_ms, now_ms)
-        return None if earlier is None else Final(earlier.utterance)  # (never waits behind one of its own)
+        return None if earlier is None else DecodeFinal(earlier.utterance)  # (never waits behind one of its own)
 
-    def _resume(self, seam: Seam, ev: AudioEvent, partition: int) -> tuple[Final, Utterance | None]:
+    def _resume(self, seam: Seam, ev: AudioEvent, partition: int) -> tuple[DecodeFinal, Utterance | None]:
         """The session's next chunk after ``seam``'s utterance was left: if it begins an utterance at once
         (the speaker went on), the speech after the cut's quiet moment begins that utterance too."""
         cut = seam.utterance
@@ -264,10 +272,10 @@ class UtteranceAssembler:
             and ev.audio_offset_ms + (ev.speech_start_ms or 0) - seam.resumed_at_ms < self.join_within_ms
         )
         if not went_on:
-            return Final(cut), None
+            return DecodeFinal(cut), None
         u = self._begin(ev, partition)
         u.carry(cut.cut(seam.keep_ms))
-        return Final(cut), u
+        return DecodeFinal(cut), u
 
     def _begin(self, ev: AudioEvent, partition: int) -> Utterance:
         u = Utterance(
@@ -283,7 +291,7 @@ class UtteranceAssembler:
         self.open[ev.utterance_id] = u
         return u
 
-    def abandoned(self, clock_ms: int) -> list[Final]:
+    def abandoned(self, clock_ms: int) -> list[DecodeFinal]:
         """Utterances with no event for ``abandon_after_ms`` by the worker's clock: finalise what they have;
         and utterances left inside speech whose session did not go on within ``seam_wait_ms``: whole."""
         out = []
@@ -292,11 +300,11 @@ class UtteranceAssembler:
                 u.end_reason = "abandoned"
                 u.speech_end_ms = None
                 del self.open[uid]
-                out.append(Final(u))
+                out.append(DecodeFinal(u))
         for sid, seam in list(self.seams.items()):
             if clock_ms - seam.held_since_ms >= self.seam_wait_ms:
                 del self.seams[sid]
-                out.append(Final(seam.utterance))
+                out.append(DecodeFinal(seam.utterance))
         return out
 
     def drop_partitions(self, partitions: set[int]) -> list[Utterance]:

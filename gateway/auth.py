@@ -18,10 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 
+from core.settings import Settings
+from schemas.errors import BabelstreamError
+
 KEY_PREFIX = "bsk_"
 
 
-class AuthError(Exception):
+class AuthError(BabelstreamError):
     """The request is refused: ``status`` 401 (no or bad credential) or 403 (not allowed)."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -127,6 +130,19 @@ class Authenticator:
                 " `babelstream keys new NAME`, or set AUTH=off to accept anyone"
             )
         return cls(keys, policy, required)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        return cls.create(
+            mode=settings.auth,
+            listens_beyond_loopback=not settings.gateway_on_loopback,
+            api_keys=settings.api_keys,
+            api_keys_file=settings.api_keys_file,
+            jwt_secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+            jwt_public_key_file=settings.jwt_public_key_file,
+            jwt_audience=settings.jwt_audience,
+            jwt_issuer=settings.jwt_issuer,
+        )
 
     def authenticate(self, authorization: str | None, path: str) -> Principal:
         """The principal of a request's ``Authorization`` header or ``token`` query parameter."""

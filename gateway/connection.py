@@ -19,12 +19,13 @@ from gateway.auth import Principal
 from gateway.link import ClientLink
 from gateway.pacing import AudioPacer
 from gateway.session import ClientSession
+from schemas.errors import BabelstreamError
 from schemas.messages import ErrorMsg, ServerMessage
 
 log = logging.getLogger(__name__)
 
 
-class ClientGone(Exception):
+class ClientGone(BabelstreamError):
     """The client closed or dropped its connection while its audio was being paced."""
 
 

@@ -8,12 +8,14 @@ kept for the connection's handler (:meth:`Handshake.principal_of`), never set on
 
 from __future__ import annotations
 
+import ssl
 from http import HTTPStatus
 from weakref import WeakKeyDictionary
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from core.settings import Settings
 from gateway import metrics as m
 from gateway.auth import ANONYMOUS, Authenticator, AuthError, Principal, origin_allowed
 
@@ -52,3 +54,12 @@ class Handshake:
     def principal_of(self, connection: ServerConnection) -> Principal:
         """Whom the connection's credential stands for (handed over once)."""
         return self._principals.pop(connection, ANONYMOUS)
+
+
+def server_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of both ports (WebSocket and HTTP), when TLS_CERT_FILE and TLS_KEY_FILE are set."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context

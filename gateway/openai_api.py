@@ -27,8 +27,9 @@ from gateway.link import ClientLink, SessionHost
 from gateway.session import ClientSession
 from schemas.messages import ErrorMsg, Final, ProtocolError, ServerMessage, Start, Stop, TranslationOut
 from schemas.openai_api import API_MODEL_ALIASES, ApiError, AudioRequest, ModelCard, ModelList, render
+from schemas.records import AUDIO_BYTES_PER_S, AUDIO_SAMPLE_RATE_HZ, PCM16_SAMPLE_BYTES
 from schemas.subtitles import Cue, transcript_cues
-from streams.producer import KafkaUnavailable
+from streams.errors import KafkaRejected, KafkaUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,13 @@ def decode_upload(data: bytes, max_audio_s: float) -> bytes:
     by frame and refused as soon as it passes ``max_audio_s`` (a small file may hold hours of audio)."""
     import av
 
-    limit_bytes = int(max_audio_s * 16000) * 2
+    limit_bytes = int(max_audio_s * AUDIO_SAMPLE_RATE_HZ) * PCM16_SAMPLE_BYTES
     out = bytearray()
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise ApiError(400, "the file holds no audio stream", code="invalid_file", param="file")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_SAMPLE_RATE_HZ)
             for frame in container.decode(audio=0):
                 for piece in resampler.resample(frame):
                     out += piece.to_ndarray().tobytes()
@@ -185,6 +186,12 @@ class AudioApi:
                 503, "the message broker cannot be reached; try again shortly", code="unavailable", type="server_error"
             )
             response = web.json_response(away.body(), status=away.status)
+        except KafkaRejected as e:
+            log.error("API request %s: Kafka refused its data: %s", request.path, e)
+            refused = ApiError(
+                502, f"the message broker refused the request's data: {e}", code="rejected", type="server_error"
+            )
+            response = web.json_response(refused.body(), status=refused.status)
         except Exception:
             log.exception("API request %s failed", request.path)
             failed = ApiError(500, "internal error", code="internal", type="server_error")
@@ -283,7 +290,7 @@ class AudioApi:
             cues, language = await self._collect(conn, task)
         finally:
             await self.gw.release(conn)
-        body, content_type = render(req, cues, task=task, language=language, duration_s=len(pcm) / 32000)
+        body, content_type = render(req, cues, task=task, language=language, duration_s=len(pcm) / AUDIO_BYTES_PER_S)
         response = web.Response(text=body, content_type=content_type.split(";")[0], charset="utf-8")
         response.headers[SESSION_HEADER] = conn.session.session_id or ""  # its records on Kafka: replay, export
         return response
@@ -295,7 +302,7 @@ class AudioApi:
         translate = task == "translate"
         start = Start(
             type="start",
-            sample_rate=16000,
+            sample_rate=AUDIO_SAMPLE_RATE_HZ,
             source_lang=req.language,
             target_lang="en" if translate else None,
             translate=translate,
@@ -320,7 +327,7 @@ class AudioApi:
             while len(session.pending) >= most:  # the workers are behind: wait for a final
                 await conn.until(False, gw.s.api_timeout_s)
             block = pcm[off : off + AUDIO_BLOCK_BYTES]
-            await gw.pace(conn, len(block) / 32000)
+            await gw.pace(conn, len(block) / AUDIO_BYTES_PER_S)
             await gw.apply(conn, session.segments(await asyncio.to_thread(session.analyse, block)))
         await gw.apply(conn, session.handle(Stop(type="stop")))
 

@@ -13,12 +13,10 @@ admission (:mod:`gateway.admission`), the HTTP port (:mod:`gateway.http`, with t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import socket
-import ssl
 from collections.abc import Coroutine
 from functools import partial
 from typing import Any
@@ -31,29 +29,37 @@ from core.settings import Settings
 from gateway import metrics as m
 from gateway.admission import Admission
 from gateway.auth import ANONYMOUS, Authenticator, Principal
-from gateway.handshake import Handshake
+from gateway.handshake import Handshake, server_tls
 from gateway.http import GatewayHttp, Health
 from gateway.link import ClientLink
 from gateway.openai_api import AudioApi
-from gateway.outbox import Outbox, OutboxFull
+from gateway.outbox import Outbox, Outboxes, OutboxFull
 from gateway.pacing import AudioPacer
 from gateway.results import ResultRouter
-from gateway.session import ClientSession, Output, Produce, SaveState, ToClient
+from gateway.session import Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
+from gateway.upkeep import KafkaWatch, keep_sessions
 from gateway.websocket import WebSocketClients
-from schemas.messages import ErrorMsg, ProtocolError, Start
-from schemas.records import AUDIO_SAMPLE_RATE_HZ, AudioEventKind, Result, ResultKind, SessionState, now_ms
+from schemas.messages import ErrorMsg, Start
+from schemas.records import (
+    AUDIO_SAMPLE_RATE_HZ,
+    PCM16_SAMPLE_BYTES,
+    AudioEventKind,
+    Result,
+    ResultKind,
+    SessionState,
+    now_ms,
+)
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
-from streams.producer import EventProducer, KafkaUnavailable
+from streams.errors import KafkaUnavailable
+from streams.producer import EventProducer
 from streams.reader import read_session_results
 from streams.topics import Codecs, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
 BACKFILL_MARGIN_MS = 60_000  # results up to this long before the disconnect are looked at again
-FRAMES_READ_AHEAD = 4  # frames websockets reads ahead of the handler per connection (then TCP pushes back)
-OVERSIZE_FACTOR = 2  # frames up to this many times MAX_FRAME_BYTES get frame_too_large, larger ones 1009
 
 
 class Gateway:
@@ -75,20 +81,12 @@ class Gateway:
         )
         self.router = ResultRouter(self.kafka, self.topics.results.name, self.codecs, self.deliver, self.dead_letters)
         self.clients: dict[str, ClientLink] = {}  # started sessions, by session id
-        self.kafka_ok = True
+        self.kafka_watch = KafkaWatch(self.producer.kafka_reachable)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
-        self._writers: dict[Outbox, asyncio.Task[None]] = {}  # each connection's outbox writer
-        self.auth = Authenticator.create(
-            mode=settings.auth,
-            listens_beyond_loopback=not settings.gateway_on_loopback,
-            api_keys=settings.api_keys,
-            api_keys_file=settings.api_keys_file,
-            jwt_secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
-            jwt_public_key_file=settings.jwt_public_key_file,
-            jwt_audience=settings.jwt_audience,
-            jwt_issuer=settings.jwt_issuer,
-        )
+        limit_bytes = int(settings.outage_buffer_s * AUDIO_SAMPLE_RATE_HZ) * PCM16_SAMPLE_BYTES
+        self.outboxes = Outboxes(limit_bytes, settings.kafka_write_timeout_s, settings.outage_buffer_s)
+        self.auth = Authenticator.from_settings(settings)
         self.websocket = WebSocketClients(
             self, Handshake(self.auth, settings.allowed_origins, settings.public_hosts, settings.gateway_host)
         )
@@ -106,10 +104,7 @@ class Gateway:
         )
         self._last_epoch = 0  # epochs given out here only grow: two connections never share one
         self.key_pacers: dict[str, AudioPacer] = {}  # audio of all sessions of one key (KEY_REALTIME_FACTOR)
-        self.tls: ssl.SSLContext | None = None
-        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
-            self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self.tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        self.tls = server_tls(settings)
         self._silero_path = find_silero_model(settings.silero_model_path) if settings.vad_vote != "webrtc" else None
         self._ws: Server | None = None
         self.port = settings.gateway_port
@@ -122,8 +117,17 @@ class Gateway:
         await self.store.start()
         await self.router.start()
         self._tasks = [
-            asyncio.create_task(self._probe_kafka(), name="kafka-probe"),
-            asyncio.create_task(self._keep_sessions(), name="session-keeper"),
+            asyncio.create_task(self.kafka_watch.run(), name="kafka-probe"),
+            asyncio.create_task(
+                keep_sessions(
+                    self.s.session_resume_ttl_s,
+                    self._refresh_live,
+                    self.store.expired,
+                    self.clients.__contains__,
+                    self.producer.delete_session,
+                ),
+                name="session-keeper",
+            ),
         ]
         self._ws = await self.websocket.serve(self.s.gateway_host, self.s.gateway_port, self.tls)
         self.port = self._ws.sockets[0].getsockname()[1]
@@ -149,14 +153,11 @@ class Gateway:
         if self._ws is not None:
             self._ws.close()
             await self._ws.wait_closed()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.s.kafka_write_timeout_s):
-                while any(not box.empty for box in self._writers):
-                    await asyncio.sleep(0.05)
-        writers = [*self._writers.values(), *self._background]
-        for task in writers:
+        await self.outboxes.close(self.s.kafka_write_timeout_s)
+        background = list(self._background)
+        for task in background:
             task.cancel()
-        await asyncio.gather(*writers, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         await self.router.stop()
         await self.store.stop()
         await self.producer.stop()
@@ -167,49 +168,16 @@ class Gateway:
         return Health(
             gateway_id=self.gateway_id,
             serving=self.router.running and self.store.running and self._ws is not None,
-            kafka_ok=self.kafka_ok,
+            kafka_ok=self.kafka_watch.ok,
             saturated=self.admission.saturated(len(self.clients)),
             clients=len(self.clients),
             max_sessions=self.s.max_sessions,
             unstarted=self.admission.unstarted,
         )
 
-    async def _probe_kafka(self, every_s: float = 5.0, remind_s: float = 30.0) -> None:
-        """Whether Kafka answers, every ``every_s``; while it does not, one line every ``remind_s`` says for
-        how long (the client library's own errors are held back: ``babelstream.logs``)."""
-        loop = asyncio.get_running_loop()
-        down_since_s = reminded_s = 0.0
-        while True:
-            ok = await self.producer.kafka_reachable(every_s)
-            now_s = loop.time()
-            if ok and not self.kafka_ok:
-                log.warning("Kafka is reachable again after %.0f s", now_s - down_since_s)
-            elif not ok and self.kafka_ok:
-                down_since_s = reminded_s = now_s
-                log.warning("Kafka is unreachable")
-            elif not ok and now_s - reminded_s >= remind_s:
-                reminded_s = now_s
-                log.warning("Kafka unreachable for %.0f s", now_s - down_since_s)
-            self.kafka_ok = ok
-            m.KAFKA_UP.set(int(ok))
-            await asyncio.sleep(every_s)
-
-    async def _keep_sessions(self) -> None:
-        """Refresh the state of live sessions and tombstone states unused for SESSION_RESUME_TTL_S (their
-        connection ended, or their gateway died): the sessions topic does not grow forever."""
-        ttl_ms = int(self.s.session_resume_ttl_s * 1000)
-        every_s = min(60.0, self.s.session_resume_ttl_s / 4)
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                for conn in list(self.clients.values()):
-                    await self.apply(conn, conn.session.keepalive())
-                for sid in self.store.expired(now_ms() - ttl_ms):
-                    if sid not in self.clients:
-                        await self.producer.delete_session(sid)
-                        m.SESSIONS_EXPIRED.inc()
-            except Exception:
-                log.exception("session upkeep failed; trying again in %g s", every_s)
+    async def _refresh_live(self) -> None:
+        for conn in list(self.clients.values()):
+            await self.apply(conn, conn.session.keepalive())
 
     # -- clients ----------------------------------------------------------------------------------
     def vad(self) -> DualVad:
@@ -225,7 +193,7 @@ class Gateway:
             log.exception("could not end the open utterance of session %s", session.session_id)
         finally:  # even when cancelled (an HTTP client that hung up): the slot is never leaked
             if conn.outbox is not None:
-                self._spawn(self._drain(conn.outbox))
+                self._spawn(self.outboxes.drain(conn.outbox))
             if session.session_id and self.clients.get(session.session_id) is conn:
                 del self.clients[session.session_id]
             self.admission.released(conn, conn.principal, started=session.started)
@@ -285,10 +253,10 @@ class Gateway:
                 assert old is not None
                 # checked against the newest state, the live connection's: its token may be newer than the
                 # store's (two resumes with the same token, the first not yet stored)
-                ClientSession.authorize_resume(msg, old.session.state or prior, conn.principal.name)
+                session.authorize_resume(msg, old.session.state or prior, conn.principal.name)
                 await self._supersede(old)
                 prior = await self._stored_state(msg.session_id)
-            ClientSession.authorize_resume(msg, prior, conn.principal.name)  # before anything is written
+            session.authorize_resume(msg, prior, conn.principal.name)  # before anything is written
         # from here to the registration no await: the limits hold however many start at once
         self.admissible(conn.principal)
         outputs = session.start(msg, prior, conn.principal.name, min_epoch=self._last_epoch + 1)
@@ -304,7 +272,7 @@ class Gateway:
     async def _stored_state(self, session_id: str) -> SessionState | None:
         """The session's newest state, or :class:`KafkaUnavailable` at once when Kafka is known to be away
         (a resume is answered promptly, not after every timeout in turn)."""
-        if not self.kafka_ok:
+        if not self.kafka_watch.ok:
             raise KafkaUnavailable("Kafka is unreachable just now")
         try:
             return await self.store.get(session_id, self.s.kafka_write_timeout_s)
@@ -361,7 +329,7 @@ class Gateway:
                 try:
                     await self._outbox(conn).put_speech(partial(self.producer.send_audio, ev), len(ev.pcm))
                 except OutboxFull:
-                    raise self._outage_overflow(conn, ev.audio_offset_ms) from None
+                    raise self.outboxes.overflow(self._outbox(conn), ev.audio_offset_ms) from None
                 if ev.kind is AudioEventKind.CHUNK:
                     m.CHUNKS.inc()
                 else:
@@ -377,37 +345,8 @@ class Gateway:
 
     def _outbox(self, conn: ClientLink) -> Outbox:
         if conn.outbox is None:
-            name = f"session {conn.session.session_id}"
-            limit_bytes = int(self.s.outage_buffer_s * AUDIO_SAMPLE_RATE_HZ) * 2  # PCM16
-            conn.outbox = Outbox(limit_bytes, self.s.kafka_write_timeout_s, name)
-            self._writers[conn.outbox] = asyncio.get_running_loop().create_task(conn.outbox.run())
+            conn.outbox = self.outboxes.open(f"session {conn.session.session_id}")
         return conn.outbox
-
-    def _outage_overflow(self, conn: ClientLink, offset_ms: int) -> ProtocolError:
-        assert conn.outbox is not None
-        stuck_since_s = conn.outbox.stuck_since_s
-        away_s = asyncio.get_running_loop().time() - stuck_since_s if stuck_since_s is not None else 0.0
-        return ProtocolError(
-            "unavailable",
-            f"Kafka has been unreachable for {away_s:.0f} s and this session has kept OUTAGE_BUFFER_S ="
-            f" {self.s.outage_buffer_s:g} s of speech meanwhile: its audio from {offset_ms / 1000:.1f} s on was"
-            " not kept (what came before is written when Kafka is back); reconnect and resume shortly",
-            fatal=True,
-        )
-
-    async def _drain(self, box: Outbox) -> None:
-        """A connection is gone: its outbox writes on until it is empty (Kafka back) or the outage outlasts
-        OUTAGE_BUFFER_S more; then its writer stops."""
-        deadline_s = asyncio.get_running_loop().time() + self.s.outage_buffer_s
-        try:
-            while not box.empty and asyncio.get_running_loop().time() < deadline_s:
-                await asyncio.sleep(0.1)
-            if not box.empty:
-                log.error("%s: Kafka stayed away; %d B of speech not written", box.name, box.audio_bytes)
-        finally:
-            writer = self._writers.pop(box, None)
-            if writer is not None:
-                writer.cancel()
 
     def backfill(self, conn: ClientLink) -> None:
         """After a resumed session's ``ready``: deliver the results produced while it was away, in a task

@@ -90,10 +90,15 @@ class ClientSession:
         gateway_id: str,
         vad_factory: Callable[[], DualVad],
         clock_ms: Callable[[], int] = now_ms,
+        secret: Callable[[int], str] = secrets.token_urlsafe,
+        new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
-        """``clock_ms``: the wall clock (Unix ms) the session's epochs and timestamps come from."""
+        """``clock_ms``: the wall clock (Unix ms) the session's epochs and timestamps come from; ``secret``:
+        ``n`` random bytes as text, for resume tokens; ``new_session_id``: the id of a new session."""
         self.s = settings
         self._clock_ms = clock_ms
+        self._secret = secret
+        self._new_session_id = new_session_id
         self.gateway_id = gateway_id
         self._vad_factory = vad_factory
         self.session_id: str | None = None
@@ -159,7 +164,7 @@ class ClientSession:
                 carried.update(target_lang=None, target_langs=prior.targets)
             msg = msg.model_copy(update=carried)
         targets = msg.targets
-        self.session_id = prior.session_id if prior else uuid.uuid4().hex
+        self.session_id = prior.session_id if prior else self._new_session_id()
         self.epoch = max(self._clock_ms(), prior.epoch + 1 if prior else 0, min_epoch)
         first_index = prior.next_utterance_index if prior else 0
         start_ms = prior.audio_ms_total if prior else 0
@@ -229,19 +234,18 @@ class ClientSession:
             )
         return [*out, SaveState(self.state, durable=True), ToClient(ready)]
 
-    @staticmethod
-    def authorize_resume(msg: Start, prior: SessionState | None, owner: str) -> str:
+    def authorize_resume(self, msg: Start, prior: SessionState | None, owner: str) -> str:
         """Session ids are issued by the server, and resuming needs the secret token of the latest ``ready``
         and the principal that started the session. Returns the token for this connection's ``ready``: a
         new one for a new session and for every resume (so a token that leaked is spent by the owner's
         next reconnect). A stranger learns nothing: a session that does not exist and a wrong token get
         the same answer."""
         if msg.session_id is None:
-            return secrets.token_urlsafe(32)
+            return self._secret(32)
         given = token_digest(msg.resume_token) if msg.resume_token else ""
         stored = prior.resume_token_sha256 if prior is not None else None
         # compared even when there is nothing to compare with: the answer takes as long either way
-        matches = hmac.compare_digest(given, stored or token_digest(secrets.token_urlsafe(16)))
+        matches = hmac.compare_digest(given, stored or token_digest(self._secret(16)))
         if prior is None or not stored or not matches:
             raise ProtocolError(
                 "unknown_session",
@@ -250,7 +254,7 @@ class ClientSession:
             )
         if prior.owner is not None and prior.owner != owner:
             raise ProtocolError("forbidden", "this session was started with another API key or JWT subject")
-        return secrets.token_urlsafe(32)
+        return self._secret(32)
 
     def handle(self, msg: SetLangs | Flush | Stop | Ping) -> list[Output]:
         if isinstance(msg, Ping):

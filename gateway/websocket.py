@@ -26,7 +26,7 @@ from gateway.link import SessionHost
 from gateway.pacing import AudioPacer
 from gateway.session import ClientSession, Output
 from schemas.messages import ErrorMsg, ProtocolError, Start, parse_client_message
-from streams.producer import KafkaUnavailable
+from streams.errors import KafkaRejected, KafkaUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,11 @@ class WebSocketClients:
                     message="the message broker cannot be reached; reconnect and resume the session shortly",
                     fatal=True,
                 )
+            )
+        except KafkaRejected as e:
+            log.error("session %s: Kafka refused its data: %s", session.session_id, e)
+            conn.enqueue(
+                ErrorMsg(code="rejected", message=f"the message broker refused this session's data: {e}", fatal=True)
             )
         except Exception:
             log.exception("session %s failed", session.session_id)

@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas import SCHEMA_DIR
+from schemas.errors import BabelstreamError
 from schemas.records import AudioEvent, Result, SessionState
 
 SCHEMA_FILES = {
@@ -25,8 +26,8 @@ SCHEMA_FILES = {
 }
 
 
-class RegistryError(RuntimeError):
-    pass
+class RegistryError(BabelstreamError, RuntimeError):
+    """The schema registry refused a schema, or gave no usable answer."""
 
 
 def load_schema_json(name: str) -> dict[str, Any]:
@@ -81,7 +82,7 @@ MAGIC = 0
 _HEADER = struct.Struct(">bI")
 
 
-class CodecError(ValueError):
+class CodecError(BabelstreamError, ValueError):
     """A value that cannot be read as its record type: not the wire format, a corrupt body, an invalid
     record, or (:class:`UnknownSchema`) a writer schema this reader cannot resolve."""
 

@@ -7,6 +7,8 @@ CTranslate2 Marian conversions) has a few model-specific codes.
 
 from __future__ import annotations
 
+from schemas.errors import BabelstreamError
+
 LANGUAGES: dict[str, str] = {
     "ar": "Arabic",
     "cs": "Czech",
@@ -161,8 +163,8 @@ _ALIASES: dict[str, str] = {
 _OPUS_CODES: dict[str, str] = {"ja": "jap", "no": "nb"}
 
 
-class UnknownLanguage(ValueError):
-    pass
+class UnknownLanguage(BabelstreamError, ValueError):
+    """A language code that no contract or engine here knows."""
 
 
 def normalize_lang(code: str | None) -> str | None:

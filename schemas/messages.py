@@ -14,15 +14,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from schemas.errors import BabelstreamError
 from schemas.langs import normalize_lang
-from schemas.records import Encoding, Result, ResultKind
+from schemas.records import AUDIO_SAMPLE_RATE_HZ, Encoding, Result, ResultKind
 
 PROTOCOL_VERSION = 1
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 MAX_TARGET_LANGS = 8  # translations a session may ask for each utterance
 
 
-class ProtocolError(Exception):
+class ProtocolError(BabelstreamError):
     """A client mistake: reported to that client as an ``error`` message."""
 
     def __init__(self, code: str, message: str, fatal: bool = False) -> None:
@@ -69,7 +70,7 @@ class _Targets(_Msg):
 
 class Start(_Targets):
     type: Literal["start"]
-    sample_rate: int = Field(16000, description="Hz of the binary audio frames")
+    sample_rate: int = Field(AUDIO_SAMPLE_RATE_HZ, description="Hz of the binary audio frames")
     encoding: Encoding = "pcm_s16le"
     channels: int = Field(1, ge=1)
     source_lang: str | None = None

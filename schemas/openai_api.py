@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from schemas.errors import BabelstreamError
 from schemas.langs import LANGUAGES, normalize_lang
 from schemas.subtitles import Cue, to_srt, to_vtt
 
@@ -20,7 +21,7 @@ API_MODEL_ALIASES = ("whisper-1",)  # the name OpenAI's clients send by default:
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 
 
-class ApiError(Exception):
+class ApiError(BabelstreamError):
     """An OpenAI-shaped error: HTTP ``status``, ``type`` (``invalid_request_error``, ...), ``code``."""
 
     def __init__(

@@ -8,6 +8,13 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal, get_args
 
 AUDIO_SAMPLE_RATE_HZ = 16000  # audio events carry 16 kHz mono PCM16, whatever the client sent
+PCM16_SAMPLE_BYTES = 2
+AUDIO_SAMPLES_PER_MS = AUDIO_SAMPLE_RATE_HZ // 1000
+AUDIO_BYTES_PER_MS = AUDIO_SAMPLES_PER_MS * PCM16_SAMPLE_BYTES
+AUDIO_BYTES_PER_S = AUDIO_SAMPLE_RATE_HZ * PCM16_SAMPLE_BYTES
+# the cap on one Kafka record: the producers' largest request, the consumers' fetch, every topic's
+# max.message.bytes (an audio event or a result is far smaller: a record near it is a bug or an attack)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 Encoding = Literal["pcm_s16le", "pcm_f32le"]  # the sample formats a client may stream
 MAX_CHANNELS = 64  # more than any record can mean (a gateway's MAX_CHANNELS is at most this)
 MAX_INPUT_RATE_HZ = 768_000  # likewise for a client's sample rate
@@ -68,7 +75,7 @@ class AudioEvent:
     pcm: bytes
     audio_offset_ms: int
     created_at_ms: int = field(default_factory=now_ms)
-    sample_rate_hz: int = 16000
+    sample_rate_hz: int = AUDIO_SAMPLE_RATE_HZ
     source_lang: str | None = None
     target_lang: str | None = None
     translate: bool = False

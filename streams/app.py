@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from core.settings import Settings
+from schemas.records import MAX_MESSAGE_BYTES
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
 from streams.topics import Codecs, Topics, topic_specs
@@ -81,8 +82,8 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
         broker_rebalance_timeout=20.0,
         broker_request_timeout=40.0,
         producer_acks=-1,
-        producer_max_request_size=4 * 1024 * 1024,
-        consumer_max_fetch_size=4 * 1024 * 1024,
+        producer_max_request_size=MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
         stream_wait_empty=False,
         web_enabled=True,
         web_host=settings.worker_web_host,

@@ -25,14 +25,15 @@ from importlib import resources
 from pathlib import Path
 
 from core.settings import default_cache_dir
+from schemas.errors import BabelstreamError
 
 log = logging.getLogger(__name__)
 
 READY_LINE = "Kafka Server started"
 
 
-class BrokerError(RuntimeError):
-    pass
+class BrokerError(BabelstreamError, RuntimeError):
+    """The local development broker did not start, or stopped."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError as KafkaUnavailable
 
-from schemas.records import AudioEvent, Result, SessionState
+from schemas.records import MAX_MESSAGE_BYTES, AudioEvent, Result, SessionState
 from streams.endpoint import Kafka, endpoint
+from streams.errors import delivery, named_kafka_errors
 from streams.topics import Codecs, Topics, session_key
-
-__all__ = ["EventProducer", "KafkaUnavailable"]  # KafkaUnavailable: any error of the Kafka client
 
 
 class EventProducer:
@@ -24,10 +22,11 @@ class EventProducer:
             acks="all",
             enable_idempotence=True,
             linger_ms=linger_ms,
-            max_request_size=4 * 1024 * 1024,
+            max_request_size=MAX_MESSAGE_BYTES,
             compression_type=None,
         )
 
+    @named_kafka_errors
     async def start(self) -> None:
         await self._producer.start()
 
@@ -41,29 +40,40 @@ class EventProducer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    # Every send queues a record and returns its delivery future (await it to know it is stored); a send
+    # and a delivery fail with streams.errors' KafkaError: KafkaUnavailable, KafkaRejected, RecordTooLarge.
+    @named_kafka_errors
     async def send_audio(self, event: AudioEvent) -> asyncio.Future[object]:
-        """Queue an audio event; returns the delivery future (await it to know it is stored)."""
-        return await self._producer.send(
-            self.topics.audio.name, self.codecs.audio.encode(event), key=session_key(event.session_id)
+        return delivery(
+            await self._producer.send(
+                self.topics.audio.name, self.codecs.audio.encode(event), key=session_key(event.session_id)
+            )
         )
 
+    @named_kafka_errors
     async def send_result(self, result: Result, topic: str | None = None) -> asyncio.Future[object]:
-        return await self._producer.send(
-            topic or self.topics.results.name,
-            self.codecs.result.encode(result),
-            key=session_key(result.session_id),
+        return delivery(
+            await self._producer.send(
+                topic or self.topics.results.name,
+                self.codecs.result.encode(result),
+                key=session_key(result.session_id),
+            )
         )
 
+    @named_kafka_errors
     async def send_session(self, state: SessionState) -> asyncio.Future[object]:
-        return await self._producer.send(
-            self.topics.sessions.name, self.codecs.session.encode(state), key=session_key(state.session_id)
+        return delivery(
+            await self._producer.send(
+                self.topics.sessions.name, self.codecs.session.encode(state), key=session_key(state.session_id)
+            )
         )
 
+    @named_kafka_errors
     async def delete_session(self, session_id: str, partition: int | None = None) -> asyncio.Future[object]:
         """Tombstone a session's state: compaction removes it, and no one can resume it any more.
         ``partition``: where a record to supersede lies, when not in the key's own partition."""
-        return await self._producer.send(
-            self.topics.sessions.name, None, key=session_key(session_id), partition=partition
+        return delivery(
+            await self._producer.send(self.topics.sessions.name, None, key=session_key(session_id), partition=partition)
         )
 
     async def kafka_reachable(self, timeout_s: float = 5.0) -> bool:
@@ -73,9 +83,11 @@ class EventProducer:
         except (TimeoutError, OSError):
             return False
 
+    @named_kafka_errors
     async def send_dead_letter(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         """Copy a bad record to the dead-letter topic (``streams.deadletter``) and wait until it is stored."""
-        await (await self._producer.send(self.topics.dlq.name, value, key=key, headers=headers))
+        await delivery(await self._producer.send(self.topics.dlq.name, value, key=key, headers=headers))
 
+    @named_kafka_errors
     async def flush(self) -> None:
         await self._producer.flush()

@@ -28,8 +28,9 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from core.settings import Settings
 from schemas.codec import AvroCodec, Codec, PinnedRegistry
-from schemas.records import AudioEvent, Result, SessionState
+from schemas.records import MAX_MESSAGE_BYTES, AudioEvent, Result, SessionState
 from streams.endpoint import Kafka, endpoint
+from streams.errors import named_kafka_errors
 from streams.lifetime import running
 from streams.registry import ConfluentRegistry, RegistryCodec
 
@@ -77,7 +78,7 @@ def topic_specs(settings: Settings, results_version: str = "live") -> Topics:
             {
                 "cleanup.policy": "delete",
                 "retention.ms": str(settings.audio_retention_ms),
-                "max.message.bytes": str(4 * 1024 * 1024),
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
             },
         ),
         results=TopicSpec(
@@ -96,7 +97,7 @@ def topic_specs(settings: Settings, results_version: str = "live") -> Topics:
             {
                 "cleanup.policy": "delete",
                 "retention.ms": str(settings.audio_retention_ms),
-                "max.message.bytes": str(4 * 1024 * 1024),
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
             },
         ),
     )
@@ -137,6 +138,7 @@ def partition_of(session_id: str, partitions: int) -> int:
     return int(DefaultPartitioner()(session_key(session_id), all_parts, all_parts))
 
 
+@named_kafka_errors
 async def ensure_topics(bootstrap: Kafka, specs: list[TopicSpec], timeout_ms: int = 30000) -> None:
     """Create missing topics and grow partition counts; idempotent, safe to call from every service."""
     admin = AIOKafkaAdminClient(**endpoint(bootstrap).client_kwargs(), request_timeout_ms=timeout_ms)
@@ -170,6 +172,7 @@ async def ensure_topics(bootstrap: Kafka, specs: list[TopicSpec], timeout_ms: in
                 await asyncio.sleep(0.2 * (attempt + 1))
 
 
+@named_kafka_errors
 async def partition_ids(bootstrap: Kafka, topic: str, timeout_ms: int = 30000) -> list[int]:
     """The partitions of ``topic`` (empty if it does not exist)."""
     admin = AIOKafkaAdminClient(**endpoint(bootstrap).client_kwargs(), request_timeout_ms=timeout_ms)

@@ -17,7 +17,7 @@ from streams.topics import ensure_topics, topic_specs
 from tests.stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
-TIERS = ("unit", "integration", "e2e", "compose")  # a test's folder is its tier; they run in this order
+TIERS = ("unit", "machine", "integration", "e2e", "compose")  # a test's folder is its tier; they run in this order
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,7 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         tier = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
         if tier not in TIERS:
-            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, integration, e2e or compose")
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, machine, integration, e2e or compose")
         item.add_marker(tier)
         rank[item.nodeid] = TIERS.index(tier)
     items.sort(key=lambda it: rank[it.nodeid])  # stable: the order within a tier stays as collected

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from core.settings import default_cache_dir
+from tests.waiting import wait_until_sync
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,11 +55,13 @@ def ensure_engine(timeout_s: float = 60.0) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives the tests: the images it holds are the cache of the next run
         )
-    deadline = time.monotonic() + timeout_s
-    while not engine_running():
-        if time.monotonic() > deadline:
-            raise NoEngine(f"dockerd did not start in {timeout_s:g} s: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.5)
+    wait_until_sync(
+        engine_running,
+        timeout_s,
+        lambda: f"dockerd did not start: {log.read_text(errors='replace')[-2000:]}",
+        every_s=0.5,
+        error=NoEngine,
+    )
 
 
 def offline_inputs() -> None:

@@ -14,7 +14,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from core.settings import default_cache_dir
 from streams.broker import free_port
 from tests.certs import self_signed
+from tests.waiting import wait_until_sync
 
 PROJECT = Path(__file__).parent / "apicurio"
 JVM_FLAGS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
@@ -158,19 +158,20 @@ class Apicurio:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
+
+        def up() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
                 raise RegistryUnavailable(f"Apicurio exited:\n{self.log_path.read_text(errors='replace')[-4000:]}")
             try:
-                if _call("GET", f"{self.url}/subjects", timeout_s=2, context=self._context)[0] == 200:
-                    break
+                return _call("GET", f"{self.url}/subjects", timeout_s=2, context=self._context)[0] == 200
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RegistryUnavailable(f"Apicurio not up in {timeout_s:g} s:\n{self.log_path.read_text()[-4000:]}")
-            time.sleep(0.3)
+                return False
+
+        try:
+            wait_until_sync(up, timeout_s, "Apicurio not up", every_s=0.3, error=RegistryUnavailable)
+        except RegistryUnavailable as e:
+            self.stop()
+            raise RegistryUnavailable(f"{e}:\n{self.log_path.read_text(errors='replace')[-4000:]}") from None
         # Confluent's default (Apicurio's is NONE): a changed schema must still read the old data
         status, body = self._call("PUT", "/config", {"compatibility": "BACKWARD"})
         assert status == 200, body

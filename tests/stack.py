@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.broker import free_port
+from tests.waiting import wait_until_sync
 
 
 def http_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
@@ -54,6 +54,13 @@ class Service:
 
     def health(self) -> tuple[int, Any]:
         return http_json(self.health_url)
+
+    def rss_bytes(self) -> int:
+        """The process's resident memory now (Linux ``/proc``)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for {self.name} (pid {self.proc.pid})")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no commit, no leave-group: the hardest failure."""
@@ -131,32 +138,31 @@ class Stack:
         return f"ws://127.0.0.1:{self.gateway_port}"
 
     def wait_healthy(self, services: list[Service] | None = None, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
         pending = list(services or self.services)
-        while pending:
+
+        def all_healthy() -> bool:
             for svc in list(pending):
                 if svc.proc.poll() is not None:
                     raise RuntimeError(f"{svc.name} exited with {svc.proc.returncode}:\n{svc.log()}")
                 if svc.health()[0] == 200:
                     pending.remove(svc)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not healthy after {timeout_s}s: " + "\n".join(s.log() for s in pending))
-            time.sleep(0.2)
+            return not pending
+
+        wait_until_sync(all_healthy, timeout_s, lambda: "not healthy: " + "\n".join(s.log() for s in pending))
 
     def wait_assigned(self, workers: list[Service], partitions: int, timeout_s: float = 120.0) -> dict[str, list[int]]:
         """Poll until the workers' assignments cover every audio partition, each worker holding some."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            got = {}
+        got: dict[str, list[int]] = {}
+
+        def settled() -> dict[str, list[int]]:
+            got.clear()
             for w in workers:
                 status, body = w.health()
                 got[w.name + str(id(w))] = body.get("audio_partitions", []) if status == 200 and body else []
             union = sorted(p for ps in got.values() for p in ps)
-            if union == list(range(partitions)) and all(got.values()):
-                return got
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"assignment never settled: {got}")
-            time.sleep(0.2)
+            return dict(got) if union == list(range(partitions)) and all(got.values()) else {}
+
+        return wait_until_sync(settled, timeout_s, lambda: f"assignment never settled: {got}")
 
     def retire(self, svc: Service) -> None:
         """Stop a service a test added and forget it, so later tests see only the shared stack's own."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-SAMPLE_RATE_HZ = 16000
+from schemas.records import AUDIO_BYTES_PER_MS, AUDIO_BYTES_PER_S, AUDIO_SAMPLE_RATE_HZ
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class AudioSource(Protocol):
 class MicrophoneSource:
     """16 kHz mono PCM16 from an input device, 100 ms per block, bounded buffer (drops when full)."""
 
-    sample_rate_hz = SAMPLE_RATE_HZ
+    sample_rate_hz = AUDIO_SAMPLE_RATE_HZ
 
     def __init__(self, device: int | None = None) -> None:
         self.device = device
@@ -77,20 +77,20 @@ class MicrophoneSource:
 class FileSource:
     """Any audio file (decoded with PyAV) played at ``pace`` x real time."""
 
-    sample_rate_hz = SAMPLE_RATE_HZ
+    sample_rate_hz = AUDIO_SAMPLE_RATE_HZ
 
     def __init__(self, path: Path, pace: float = 1.0, trailing_silence_ms: int = 2000) -> None:
         from faster_whisper.audio import decode_audio
 
         from core.audio.resample import float_to_pcm16
 
-        self.pcm = float_to_pcm16(decode_audio(str(path), sampling_rate=SAMPLE_RATE_HZ))
-        self.pcm += bytes(SAMPLE_RATE_HZ * 2 * trailing_silence_ms // 1000)
+        self.pcm = float_to_pcm16(decode_audio(str(path), sampling_rate=AUDIO_SAMPLE_RATE_HZ))
+        self.pcm += bytes(AUDIO_BYTES_PER_MS * trailing_silence_ms)
         self.pace = pace
         self._running = True
 
     async def frames(self) -> AsyncIterator[bytes]:
-        step = SAMPLE_RATE_HZ * 2 // 10
+        step = AUDIO_BYTES_PER_S // 10
         t0 = time.monotonic()
         for i, off in enumerate(range(0, len(self.pcm), step)):
             if not self._running:

@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from schemas.errors import BabelstreamError
 from schemas.records import AUDIO_SAMPLE_RATE_HZ, Encoding
 
-TARGET_RATE_HZ = AUDIO_SAMPLE_RATE_HZ
 _SAMPLE_BYTES: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4}
 
 
-class AudioFormatError(ValueError):
-    pass
+class AudioFormatError(BabelstreamError, ValueError):
+    """Audio that is not what its format says (a frame that is not whole samples, an odd layout)."""
 
 
 class StreamResampler:
@@ -31,8 +31,8 @@ class StreamResampler:
         self._carry = b""
         self._stream = (
             None
-            if in_rate_hz == TARGET_RATE_HZ
-            else soxr.ResampleStream(in_rate_hz, TARGET_RATE_HZ, 1, dtype="float32", quality="HQ")
+            if in_rate_hz == AUDIO_SAMPLE_RATE_HZ
+            else soxr.ResampleStream(in_rate_hz, AUDIO_SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
         )
 
     def _to_mono_float(self, data: bytes) -> np.ndarray:

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from schemas.records import AUDIO_SAMPLE_RATE_HZ
-
-SAMPLES_PER_MS = AUDIO_SAMPLE_RATE_HZ // 1000
-PCM16_BYTES_PER_MS = SAMPLES_PER_MS * 2
+from schemas.records import AUDIO_SAMPLES_PER_MS
 
 
 def window_power(audio: np.ndarray, window_ms: int, hop_ms: int) -> np.ndarray:
     """Mean power of each ``window_ms`` window, every ``hop_ms``."""
-    w, hop = window_ms * SAMPLES_PER_MS, hop_ms * SAMPLES_PER_MS
+    w, hop = window_ms * AUDIO_SAMPLES_PER_MS, hop_ms * AUDIO_SAMPLES_PER_MS
     if len(audio) < w:
         return np.zeros(0)
     sums = np.concatenate(([0.0], np.cumsum(audio.astype(np.float64) ** 2)))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from core.settings import Settings
+from schemas.records import AUDIO_SAMPLE_RATE_HZ, PCM16_SAMPLE_BYTES
 
 
 class State(StrEnum):
@@ -69,7 +70,7 @@ class SegmenterConfig:
     silence_ms: int = 600
     max_utterance_ms: int = 15000
     chunk_ms: int = 500
-    sample_rate_hz: int = 16000
+    sample_rate_hz: int = AUDIO_SAMPLE_RATE_HZ
     pause_ms: int = 0  # 0: no Pause events
 
     @classmethod
@@ -90,7 +91,7 @@ class Segmenter:
         self.cfg = config
         self.state = State.INACTIVE
         self.next_index = first_utterance_index
-        self._bytes_per_ms = config.sample_rate_hz * 2 // 1000
+        self._bytes_per_ms = config.sample_rate_hz * PCM16_SAMPLE_BYTES // 1000
         self._pre: deque[bytes] = deque(maxlen=max(1, config.pre_speech_ms // config.frame_ms))
         self._speech_run_ms = 0
         self._silence_run_ms = 0

@@ -16,8 +16,7 @@ import webrtcvad
 
 from core.audio.resample import pcm16_to_float
 from core.settings import Settings, VadVote
-
-SAMPLE_RATE_HZ = 16000
+from schemas.records import AUDIO_BYTES_PER_MS, AUDIO_SAMPLE_RATE_HZ
 
 
 def find_silero_model(explicit: Path | None = None) -> Path:
@@ -76,7 +75,7 @@ class SileroVad:
         self._context = x[-self.CONTEXT :]
         if self._v5:
             out, self._state = self._session.run(
-                None, {"input": inp, "state": self._state, "sr": np.array(SAMPLE_RATE_HZ, np.int64)}
+                None, {"input": inp, "state": self._state, "sr": np.array(AUDIO_SAMPLE_RATE_HZ, np.int64)}
             )
         else:
             out, self._h, self._c = self._session.run(None, {"input": inp, "h": self._h, "c": self._c})
@@ -110,7 +109,7 @@ class DualVad:
         if frame_ms not in (10, 20, 30):
             raise ValueError("webrtcvad frames must be 10, 20 or 30 ms")
         self.frame_ms = frame_ms
-        self.frame_bytes = SAMPLE_RATE_HZ * frame_ms // 1000 * 2
+        self.frame_bytes = AUDIO_BYTES_PER_MS * frame_ms
         self.vote = vote
         self.silero_threshold = silero_threshold
         self._webrtc = webrtcvad.Vad(webrtc_sensitivity)
@@ -129,7 +128,7 @@ class DualVad:
     def __call__(self, frame: bytes) -> VadDecision:
         if len(frame) != self.frame_bytes:
             raise ValueError(f"VAD frame must be {self.frame_bytes} bytes, got {len(frame)}")
-        w = self._webrtc.is_speech(frame, SAMPLE_RATE_HZ)
+        w = self._webrtc.is_speech(frame, AUDIO_SAMPLE_RATE_HZ)
         p = self._silero.process(pcm16_to_float(frame)) if self._silero is not None else 0.0
         s = p >= self.silero_threshold
         speech = {"both": w and s, "any": w or s, "webrtc": w, "silero": s}[self.vote]

@@ -19,13 +19,14 @@ import tempfile
 from pathlib import Path
 
 from core.settings import default_cache_dir
+from schemas.errors import BabelstreamError
 
 log = logging.getLogger(__name__)
 
 _BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(BabelstreamError, RuntimeError):
     pass
 
 

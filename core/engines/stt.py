@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from schemas.records import AUDIO_SAMPLE_RATE_HZ
+
 
 @dataclass(frozen=True, slots=True)
 class TimedText:
@@ -91,8 +93,8 @@ class NullEngine:
     def transcribe(
         self, audio: np.ndarray, *, language: str | None, final: bool, vocabulary: Vocabulary = NO_VOCABULARY
     ) -> Transcription:
-        seconds = len(audio) / 16000
-        text = f"{'final' if final else 'partial'} {seconds:.2f} seconds"
+        seconds = len(audio) / AUDIO_SAMPLE_RATE_HZ
+        text = f"{'final' if final else 'interim'} {seconds:.2f} seconds"
         return Transcription(text, language or "en", 1.0, [TimedText(0, int(seconds * 1000), text)], 0)
 
     def transcribe_batch(self, requests: Sequence[DecodeRequest]) -> list[Transcription]:

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.settings import Settings, default_cache_dir
+from schemas.errors import BabelstreamError
 from schemas.langs import LANGUAGES, opus_code
 
 log = logging.getLogger(__name__)
 
 
-class UnsupportedPair(LookupError):
-    pass
+class UnsupportedPair(BabelstreamError, LookupError):
+    """No installed engine translates this language pair."""
 
 
 @dataclass(frozen=True, slots=True)

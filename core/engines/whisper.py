@@ -45,8 +45,8 @@ from core.engines.stt import (
     looks_degenerate,
 )
 from core.settings import Settings
+from schemas.records import AUDIO_SAMPLE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16000
 FRAMES_PER_S = 100  # mel frames
 WINDOW_FRAMES = 3000  # Whisper's 30 s
 TIME_PRECISION_S = 0.02  # one timestamp token
@@ -194,7 +194,7 @@ class WhisperEngine:
                 i
                 for i, r in enumerate(requests)
                 if r.final == final
-                and len(r.audio) <= WINDOW_FRAMES * SAMPLE_RATE_HZ // FRAMES_PER_S
+                and len(r.audio) <= WINDOW_FRAMES * AUDIO_SAMPLE_RATE_HZ // FRAMES_PER_S
                 and not self.vad_filter
             ]
             if group:

@@ -102,20 +102,23 @@ async def test_an_stt_container_killed_mid_utterance_loses_no_final(composed: Co
     assert len(await asyncio.to_thread(composed.healthy, "stt")) == 2
     pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0870")
     audio = silence(500) + pcm + silence(1500) + pcm  # two utterances per client
-    speaking = asyncio.Event()
+    decoding = [asyncio.Event() for _ in range(3)]  # per client: an interim of its first utterance came
 
-    def on_message(msg: dict) -> None:
-        if msg.get("type") == "utterance_start":
-            speaking.set()
+    def watch(event: asyncio.Event):  # type: ignore[no-untyped-def]
+        def on_message(msg: dict) -> None:
+            if msg.get("type") == "realtime":
+                event.set()
+
+        return on_message
 
     clients = [
         asyncio.create_task(
-            stream_audio(composed.ws_url, audio, pace=1, api_key=composed.key, on_message=on_message, timeout_s=600)
+            stream_audio(composed.ws_url, audio, pace=1, api_key=composed.key, on_message=watch(ev), timeout_s=600)
         )
-        for _ in range(3)
+        for ev in decoding
     ]
-    await asyncio.wait_for(speaking.wait(), 60)
-    await asyncio.sleep(1.5)  # mid-utterance: audio of every session is on Kafka, no final yet
+    # mid-utterance: every session's audio is on Kafka and being decoded, no final yet
+    await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in decoding)), 120)
     victim = (await asyncio.to_thread(composed.containers, "stt"))[0]
     await asyncio.to_thread(docker, "kill", "--signal", "KILL", victim)
     reports: list[StreamReport] = await asyncio.gather(*clients)

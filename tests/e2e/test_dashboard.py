@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 from tests.stack import Stack, http_text
+from tests.waiting import wait_until_sync
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "grafana-dashboard.json"
 SUFFIXES = ("", "_total", "_bucket", "_sum", "_count", "_created")
@@ -46,16 +46,17 @@ def test_every_dashboard_expression_names_exported_metrics(stack: Stack) -> None
 
 def test_workers_report_their_groups_lag_per_owned_partition(stack: Stack) -> None:
     stt = next(svc for svc in stack.services if svc.name == "stt")
-    deadline = time.monotonic() + 30
-    while True:
-        samples = [
+
+    def lag_samples() -> list[str]:
+        return [
             line
             for line in http_text(f"{stt.base_url}/metrics").splitlines()
             if line.startswith(f'babelstream_consumer_lag{{group="{stack.prefix}-stt"')
         ]
-        audio = [s for s in samples if f'topic="{stack.prefix}.audio.v1"' in s]
-        if len(audio) == 4 or time.monotonic() > deadline:  # the stack's AUDIO_PARTITIONS, all owned here
-            break
-        time.sleep(0.5)
-    assert len(audio) == 4, samples
+
+    def audio_lag() -> list[str]:
+        lines = [s for s in lag_samples() if f'topic="{stack.prefix}.audio.v1"' in s]
+        return lines if len(lines) == 4 else []  # the stack's AUDIO_PARTITIONS, all owned here
+
+    audio = wait_until_sync(audio_lag, 30, lambda: f"not 4 audio partitions' lag: {lag_samples()}", every_s=0.5)
     assert all(float(s.rsplit(" ", 1)[1]) >= 0 for s in audio)

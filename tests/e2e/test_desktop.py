@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from tests.audio import librivox, silence, wer
 from tests.e2e.test_web_client import write_wav
 from tests.stack import Stack
+from tests.waiting import wait_until_sync
 
 pytestmark = pytest.mark.timeout(240)
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -32,11 +32,12 @@ def test_desktop_client_types_and_shows_subtitles(stack: Stack, tmp_path: Path) 
     win.target_lang.setCurrentIndex(win.target_lang.findData("pt"))
     win.show()
     win.start_button.click()
-    deadline = time.monotonic() + 120
-    while not any(m.get("type") == "translation" for m in win.messages):
-        assert time.monotonic() < deadline, win.messages
+
+    def translated() -> bool:
         app.processEvents()
-        time.sleep(0.02)
+        return any(m.get("type") == "translation" for m in win.messages)
+
+    wait_until_sync(translated, 120, lambda: f"no translation: {win.messages}", every_s=0.02)
     app.processEvents()
     assert win.status.text().startswith("listening: session")
     assert wer(ref, editor.text()) < 0.2, editor.text()

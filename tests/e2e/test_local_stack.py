@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from babelstream.client import stream_audio
 from streams.broker import free_port
 from tests.audio import librivox, wer
 from tests.stack import http_json, http_text
+from tests.waiting import wait_until_sync
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,11 +42,12 @@ def test_up_runs_the_whole_stack_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         # gateway; workers stt, translate, stats, archive on consecutive web ports
         urls = [f"http://127.0.0.1:{p}/healthz" for p in (health_port, *range(web_port, web_port + 4))]
-        deadline = time.monotonic() + 240
-        while not all(http_json(u)[0] == 200 for u in urls):
+
+        def healthy() -> bool:
             assert proc.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()[-3000:]
-            time.sleep(0.5)
+            return all(http_json(u)[0] == 200 for u in urls)
+
+        wait_until_sync(healthy, 240, lambda: (tmp_path / "up.log").read_text()[-3000:], every_s=0.5)
         page = http_text(f"http://127.0.0.1:{health_port}/")
         assert "Babelstream" in page and "/static/app.js" in page
         pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
@@ -60,10 +61,7 @@ def test_up_runs_the_whole_stack_and_stops_cleanly(tmp_path: Path) -> None:
             windows = (http_json(stats_url)[1] or {}).get("windows") or []
             return sum(w["finals"] for w in windows) >= 1 and sum(w["translations"] for w in windows) >= 1
 
-        stats_deadline = time.monotonic() + 60
-        while not counted():
-            assert time.monotonic() < stats_deadline, "the stats worker never counted the session"
-            time.sleep(0.3)
+        wait_until_sync(counted, 60, "the stats worker never counted the session", every_s=0.3)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

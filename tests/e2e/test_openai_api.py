@@ -8,7 +8,6 @@ import asyncio
 import concurrent.futures
 import json
 import re
-import time
 import urllib.request
 
 import httpx
@@ -23,6 +22,7 @@ from schemas.records import ResultKind
 from streams.reader import stored_session_results
 from tests.audio import asterisk, chrf, encode_audio, librivox, librivox_transcripts, silence, translation_prompts, wer
 from tests.stack import Stack
+from tests.waiting import wait_until_sync
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -205,15 +205,15 @@ def test_a_client_that_hangs_up_mid_request_frees_its_session(stack: Stack) -> N
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         request = pool.submit(impatient)
-        deadline = time.monotonic() + 10
-        while clients() == 0:  # its session is open (a test that could not fail would skip this)
-            assert time.monotonic() < deadline and not request.done(), "the request never opened a session"
-            time.sleep(0.05)
+
+        def opened() -> bool:  # its session is open (a test that could not fail would skip this)
+            assert not request.done(), "the request ended before it opened a session"
+            return clients() > 0
+
+        wait_until_sync(opened, 10, "the request never opened a session", every_s=0.05)
         assert isinstance(request.result(timeout=30), openai.APITimeoutError)
-    deadline = time.monotonic() + 5  # its audio would take far longer to transcribe
-    while clients() != 0:
-        assert time.monotonic() < deadline, "the abandoned request still holds its session"
-        time.sleep(0.2)
+    # 5 s: its audio would take far longer to transcribe
+    wait_until_sync(lambda: clients() == 0, 5, "the abandoned request still holds its session")
     pcm1, _, ref1 = librivox(CLIPS[2])
     text = client(stack.health_port).audio.transcriptions.create(
         model="whisper-1", file=("a.wav", encode_audio(pcm1, 16000, "wav", "pcm_s16le")), response_format="text"

@@ -4,7 +4,6 @@ FINAL per utterance, with the whole utterance's text."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from babelstream.client import StreamReport, stream_audio
 from tests.audio import librivox, silence, wer
 from tests.stack import Service, Stack, http_text
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -52,16 +52,15 @@ async def test_worker_killed_with_a_batch_in_flight_each_client_gets_one_final(
         audio = pcm + silence(1500) + pcm  # two utterances per client
 
         clients = [asyncio.create_task(stream_audio(st.ws_url, audio, pace=0, timeout_s=300)) for _ in range(CLIENTS)]
-        killed: Service | None = None
-        deadline = time.monotonic() + 240
-        while killed is None:
-            assert time.monotonic() < deadline, "no batch of several finals was ever seen in flight"
+
+        async def mid_batch() -> Service | None:
             for w in workers:
                 if await asyncio.to_thread(decoding, w) >= 2:
-                    await asyncio.to_thread(w.kill)  # SIGKILL mid-batch: no commit, no leave-group
-                    killed = w
-                    break
-            await asyncio.sleep(0.05)
+                    return w
+            return None
+
+        killed = await wait_until(mid_batch, 240, "no batch of several finals was ever seen in flight")
+        await asyncio.to_thread(killed.kill)  # SIGKILL mid-batch: no commit, no leave-group
         reports: list[StreamReport] = await asyncio.gather(*clients)
 
         survivor = next(w for w in workers if w is not killed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from streams.producer import EventProducer
 from streams.topics import Codecs, ensure_topics, topic_specs
 from tests.audio import librivox, wer
 from tests.stack import Stack, http_text
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -90,12 +90,13 @@ async def test_worker_killed_mid_utterance_loses_nothing(kafka_bootstrap: str, t
             await asyncio.gather(*futs)
 
             # both workers are mid-utterance: each session has had an interim, none has ended
-            deadline = time.monotonic() + 120
-            while {r.session_id for r in results if r.kind is ResultKind.REALTIME} != set(sessions):
-                assert time.monotonic() < deadline, "interims never arrived for every session"
+
+            def every_session_has(kind: ResultKind) -> bool:
                 if collector.done():
                     collector.result()  # raises what stopped the collector
-                await asyncio.sleep(0.2)
+                return {r.session_id for r in results if r.kind is kind} == set(sessions)
+
+            await wait_until(lambda: every_session_has(ResultKind.REALTIME), 120, "interims missing", every_s=0.2)
             assert not [r for r in results if r.kind is ResultKind.FINAL]
             for w in (a, b):  # both workers did real work
                 metrics = await asyncio.to_thread(http_text, w.base_url + "/metrics")
@@ -112,12 +113,9 @@ async def test_worker_killed_mid_utterance_loses_nothing(kafka_bootstrap: str, t
             ]
             await asyncio.gather(*futs)
 
-        deadline = time.monotonic() + 150
-        while {r.session_id for r in results if r.kind is ResultKind.FINAL} != set(sessions):
-            assert time.monotonic() < deadline, f"finals missing; worker b log:\n{b.log()}"
-            if collector.done():
-                collector.result()
-            await asyncio.sleep(0.2)
+        await wait_until(
+            lambda: every_session_has(ResultKind.FINAL), 150, lambda: f"finals missing; worker b log:\n{b.log()}", 0.2
+        )
         finals = {r.session_id: r for r in results if r.kind is ResultKind.FINAL}
         for sid, part in sessions.items():
             # the whole utterance, including the audio the dead worker had read, is transcribed

@@ -14,6 +14,7 @@ from streams.deadletter import DeadLetters
 from streams.follower import TopicFollower
 from streams.producer import EventProducer
 from streams.topics import Codecs, partition_ids, topic_specs
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,9 +80,7 @@ async def test_an_unreadable_state_off_its_keys_partition_is_tombstoned_where_it
             settings.bootstrap, topic, codecs, DeadLetters("first", dead_letter_topic), delete=producer.delete_session
         )
         await first.start()
-        async with asyncio.timeout(20):
-            while len(dead) < 2:
-                await asyncio.sleep(0.05)
+        await wait_until(lambda: len(dead) >= 2, 20, "the two unreadable states were never dead-lettered")
         await first.stop()
         await producer.flush()
         dead.clear()
@@ -92,9 +91,7 @@ async def test_an_unreadable_state_off_its_keys_partition_is_tombstoned_where_it
         await later.get("anything", 10)
         # one more unreadable state, live: once it is dead-lettered the replay of the history is over
         await raw.send_and_wait(topic, b"\x07new", key=b"fresh", partition=0)
-        async with asyncio.timeout(20):
-            while not dead:
-                await asyncio.sleep(0.05)
+        await wait_until(lambda: dead, 20, "the live unreadable state was never dead-lettered")
         await asyncio.sleep(0.5)
         await later.stop()
         assert len(dead) == 1, f"a later store dead-lettered {len(dead) - 1} old states again"

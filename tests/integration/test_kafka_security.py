@@ -15,7 +15,8 @@ from schemas.records import Result, ResultKind
 from streams.broker import LocalKafka, SecureListener
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
-from streams.producer import EventProducer, KafkaUnavailable
+from streams.errors import KafkaUnavailable
+from streams.producer import EventProducer
 from streams.reader import read_session_results
 from streams.topics import Codecs, ensure_topics, partition_ids, topic_specs
 from tests.audio import librivox, wer

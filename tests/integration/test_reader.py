@@ -18,6 +18,7 @@ from streams.producer import EventProducer
 from streams.reader import read_session_results
 from streams.topics import Codecs, topic_specs
 from tests.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,9 +45,8 @@ async def test_cancelled_backfills_leave_no_connection_open(stack: Stack) -> Non
             await asyncio.sleep((cycle % 50) * 0.001)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        async with asyncio.timeout(30):  # closes that outlived their (cancelled) callers finish
-            while lifetime._closing:
-                await asyncio.sleep(0.05)
+        # closes that outlived their (cancelled) callers finish
+        await wait_until(lambda: not lifetime._closing, 30, lambda: f"closes never finished: {lifetime._closing}")
         gc.collect()
         await asyncio.sleep(0.1)
     leaks = [str(w.message) for w in caught if "Unclosed" in str(w.message)] + [u for u in unclosed if u]

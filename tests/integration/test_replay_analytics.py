@@ -22,6 +22,7 @@ from streams.reader import stored_session_results
 from streams.topics import Codecs, ensure_topics, topic_specs
 from tests.audio import librivox, wer
 from tests.stack import Stack, http_json
+from tests.waiting import wait_until_sync
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -122,17 +123,6 @@ def results_for_stats(sid: str) -> list[Result]:
     return out
 
 
-def wait_for(check: Callable[[], object], timeout_s: float, what: str) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.3)
-
-
 async def test_stats_and_archive_workers(
     kafka_bootstrap: str, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
@@ -158,7 +148,7 @@ async def test_stats_and_archive_workers(
             # the sentinel interim comes after the redelivered final: once it is counted, so is the redelivery
             return windows if windows and sum(w["interims"] for w in windows) >= 1 else None
 
-        [w] = await asyncio.to_thread(wait_for, stats_ready, 60, "stats")
+        [w] = await asyncio.to_thread(wait_until_sync, stats_ready, 60, "stats", 0.3)
         # three distinct finals: the redelivered one is counted once
         assert w["finals"] == 3 and w["words"] == 3 + 2 + 2 and w["translations"] == 1
         assert w["languages"] == {"en": 2, "es": 1} and w["errors"] == {"unsupported_pair": 1}
@@ -170,7 +160,7 @@ async def test_stats_and_archive_workers(
         def all_stored() -> object:  # every row written, the redelivered final's copy included
             return any(archive.glob("results-*.parquet")) and duckdb.execute(stored).fetchall()[0][0] >= 6
 
-        await asyncio.to_thread(wait_for, all_stored, 60, "archive")
+        await asyncio.to_thread(wait_until_sync, all_stored, 60, "archive", 0.3)
         rows = query_archive(archive, "SELECT kind, count(*) FROM results GROUP BY kind ORDER BY kind")
         assert rows == [("ERROR", 1), ("FINAL", 3), ("TRANSLATION", 1)]  # the redelivered final is not doubled
         [(tr,)] = query_archive(archive, "SELECT translation FROM results WHERE kind = 'TRANSLATION'")

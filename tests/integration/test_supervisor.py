@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from rich.console import Console
 
 from babelstream.supervisor import Service, Supervisor
 from streams.broker import free_port
+from tests.waiting import wait_until_sync
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,18 +50,12 @@ def test_start_up_noise_stays_in_the_log_errors_after_ready_are_shown_and_an_exi
         )
     )
     try:
-        deadline = time.monotonic() + 30
         log = tmp_path / "logs" / "svc.log"
-        while not (log.exists() and "normal at start-up" in log.read_text()):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until_sync(lambda: log.exists() and "normal at start-up" in log.read_text(), 30, "no log line", 0.05)
         Path(f"{go}.listen").touch()
         assert sup.wait_ready()
         go.touch()
-        deadline = time.monotonic() + 30
-        while not sup.exited():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until_sync(sup.exited, 30, "the service never exited", 0.05)
         sup.stop()  # joins the log pump: everything printed has been read
         sup.report_exits()
     finally:

@@ -28,6 +28,7 @@ from streams.reader import read_range, topic_partitions
 from streams.topics import Codecs, topic_specs
 from tests.audio import librivox, normalize, silence, wer
 from tests.stack import Service, Stack, http_json, http_text
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -121,6 +122,12 @@ async def stored_chunks(stack: Stack, session_id: str) -> list[AudioEvent]:
     return chunks
 
 
+async def health_of(gw: Service, status: int) -> tuple[int, dict] | None:
+    """The gateway's health reply when its status is ``status``, else None (for :func:`wait_until`)."""
+    reply = await asyncio.to_thread(http_json, gw.health_url)
+    return reply if reply[0] == status else None
+
+
 async def audio_ms_stored(stack: Stack, session_id: str) -> int:
     return sum(ev.duration_ms for ev in await stored_chunks(stack, session_id))
 
@@ -149,9 +156,11 @@ async def test_gateway_killed_mid_utterance_then_resumed_elsewhere_delivers_ever
     try:
         await speak_unfinished(ws, silence(300) + old_pcm)
         speech_ms = len(old_pcm) // 32
-        async with asyncio.timeout(30):  # what the gateway produced is stored before it dies
-            while await audio_ms_stored(stack, sid) < speech_ms - 600:
-                await asyncio.sleep(0.2)
+
+        async def stored() -> bool:  # what the gateway produced is stored before it dies
+            return await audio_ms_stored(stack, sid) >= speech_ms - 600
+
+        await wait_until(stored, 30, "the gateway's audio was never stored", every_s=0.2)
         await asyncio.to_thread(doomed_gateway.kill)  # SIGKILL: no END, no state saved on the way out
         stack.services.remove(doomed_gateway)
     finally:
@@ -178,9 +187,12 @@ async def test_a_gateway_killed_mid_word_then_resumed_elsewhere_loses_no_word_at
     sid = ready["session_id"]
     try:
         await speak_unfinished(ws, lead + pcm[: SEAM_CUT_MS * 32])
-        async with asyncio.timeout(30):  # what the gateway produced is stored before it dies
-            while (stored_ms := await audio_end_stored(stack, sid)) < 300 + SEAM_CUT_MS - 100:
-                await asyncio.sleep(0.2)
+
+        async def stored_end_ms() -> int:  # what the gateway produced is stored before it dies
+            end_ms = await audio_end_stored(stack, sid)
+            return end_ms if end_ms >= 300 + SEAM_CUT_MS - 100 else 0
+
+        stored_ms = await wait_until(stored_end_ms, 30, "the gateway's audio was never stored", every_s=0.2)
         await asyncio.to_thread(doomed_gateway.kill)  # SIGKILL inside the word
         stack.services.remove(doomed_gateway)
     finally:
@@ -259,9 +271,7 @@ async def test_a_full_gateway_says_so_in_health_and_refuses_politely(strict_gate
     finally:
         await first.close()
         await second.close()
-    async with asyncio.timeout(10):
-        while (await asyncio.to_thread(http_json, strict_gateway.health_url))[0] != 200:
-            await asyncio.sleep(0.1)
+    await wait_until(lambda: health_of(strict_gateway, 200), 10, "the gateway never took sessions again", 0.1)
 
 
 async def test_audio_faster_than_real_time_is_paced_with_a_clear_error(strict_gateway: Service) -> None:
@@ -322,9 +332,7 @@ async def test_unused_sessions_are_tombstoned_after_their_ttl(stack: Stack) -> N
         ws, ready = await begin(gw.ws_url)
         await ws.close()
         sid, token = ready["session_id"], ready["resume_token"]
-        async with asyncio.timeout(30):  # swept every TTL/4
-            while not await tombstoned(stack, sid):
-                await asyncio.sleep(0.5)
+        await wait_until(lambda: tombstoned(stack, sid), 30, "the state was never tombstoned", 0.5)  # every TTL/4
         async with connect(stack.ws_url) as again:  # another gateway's store has seen the tombstone too
             await again.send(json.dumps({"type": "start", "session_id": sid, "resume_token": token}))
             reply = await recv_type(again, "error")
@@ -343,9 +351,7 @@ async def test_health_says_when_kafka_is_gone(tmp_path: Path) -> None:
             await asyncio.to_thread(own.wait_healthy, [gw])
             assert (await asyncio.to_thread(http_json, gw.health_url))[1]["kafka"] == "ok"
             await asyncio.to_thread(broker.stop)
-            async with asyncio.timeout(60):
-                while (reply := await asyncio.to_thread(http_json, gw.health_url))[0] != 503:
-                    await asyncio.sleep(0.5)
+            reply = await wait_until(lambda: health_of(gw, 503), 60, "health never said 503", 0.5)
             assert reply[1]["status"] == "degraded" and reply[1]["kafka"] == "unreachable", reply
             # the outage is in the log, but not as a flood: aiokafka's repeats are held back and counted
             outage_s = time.monotonic()
@@ -435,9 +441,11 @@ async def test_an_outage_past_the_buffer_ends_the_session_saying_what_was_not_ke
                 await ws.close()
             assert err["code"] == "unavailable" and err["fatal"] is True, err
             assert "OUTAGE_BUFFER_S" in err["message"] and "was not kept" in err["message"], err
-            async with asyncio.timeout(30):  # the gateway's probe has noticed by now (every 5 s)
-                while (await asyncio.to_thread(http_json, gw.health_url))[1]["kafka"] != "unreachable":
-                    await asyncio.sleep(0.5)
+
+            async def kafka_unreachable() -> bool:  # the gateway's probe has noticed by now (every 5 s)
+                return (await asyncio.to_thread(http_json, gw.health_url))[1]["kafka"] == "unreachable"
+
+            await wait_until(kafka_unreachable, 30, "health never said Kafka is unreachable", 0.5)
             async with connect(gw.ws_url) as again:
                 resume = {"type": "start", "session_id": ready["session_id"], "resume_token": ready["resume_token"]}
                 await again.send(json.dumps(resume))
@@ -490,13 +498,6 @@ def pacing_gateway(stack: Stack) -> Iterator[Service]:
     stack.retire(gw)
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 async def test_flat_out_clients_are_paced_within_a_bounded_buffer_and_leave_no_ghosts(pacing_gateway: Service) -> None:
     """Four clients sending 256 KiB frames as fast as TCP lets them: each is paced (not closed by the
     keepalive, whose pong waits behind the audio), what the gateway buffers per connection is a few
@@ -508,7 +509,7 @@ async def test_flat_out_clients_are_paced_within_a_bounded_buffer_and_leave_no_g
         await warm.send(frame)
         await warm.send(json.dumps({"type": "ping"}))
         await recv_type(warm, "pong", timeout_s=30)
-    before = rss_bytes(gw.proc.pid)
+    before = gw.rss_bytes()
     clients = [await connect(gw.ws_url, max_size=None) for _ in range(4)]
     notices: list[list[dict]] = [[] for _ in clients]
 
@@ -529,7 +530,7 @@ async def test_flat_out_clients_are_paced_within_a_bounded_buffer_and_leave_no_g
 
     try:
         await asyncio.gather(*(flat_out(i, ws) for i, ws in enumerate(clients)))
-        grown = rss_bytes(gw.proc.pid) - before
+        grown = gw.rss_bytes() - before
         assert all(ws.close_code is None for ws in clients), [ws.close_code for ws in clients]  # no 1011
         assert all(any(n.get("code") == "rate_limited" for n in got) for got in notices), notices
         # websockets read 32 frames ahead: 8 MiB a client; now 4 (and TCP pushes back)
@@ -537,6 +538,8 @@ async def test_flat_out_clients_are_paced_within_a_bounded_buffer_and_leave_no_g
     finally:
         for ws in clients:
             ws.transport.abort()  # gone without a goodbye, megabytes still unread on the gateway's side
-    async with asyncio.timeout(10):  # no ghost sessions: they stop counting as soon as their clients are gone
-        while (await asyncio.to_thread(http_json, gw.health_url))[1]["clients"]:
-            await asyncio.sleep(0.2)
+
+    async def no_clients() -> bool:  # no ghost sessions: they stop counting as soon as their clients are gone
+        return not (await asyncio.to_thread(http_json, gw.health_url))[1]["clients"]
+
+    await wait_until(no_clients, 10, "ghost sessions still count", 0.2)

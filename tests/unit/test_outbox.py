@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
 
 from gateway import outbox as outbox_module
 from gateway.outbox import Outbox, OutboxFull
+from streams.errors import KafkaRejected, KafkaUnavailable, RecordTooLarge
+from tests.waiting import wait_until
 
 
 class FlakyKafka:
@@ -24,7 +25,7 @@ class FlakyKafka:
             self.sends += 1
             fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
             if self.down:
-                fut.set_exception(KafkaConnectionError("broker gone"))
+                fut.set_exception(KafkaUnavailable("broker gone"))
             else:
                 self.stored.append(n)
                 fut.set_result(None)
@@ -38,12 +39,6 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outbox_module, "RETRY_S", 0.01)
 
 
-async def wait_until(predicate, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.005)
-
-
 async def test_an_outage_within_the_bound_loses_nothing_and_keeps_the_order() -> None:
     kafka = FlakyKafka()
     box = Outbox(limit_bytes=10_000, timeout_s=1.0, name="s")
@@ -51,14 +46,14 @@ async def test_an_outage_within_the_bound_loses_nothing_and_keeps_the_order() ->
     try:
         for n in range(5):
             await box.put_speech(kafka.sender(n), 100)
-        await wait_until(lambda: box.empty)
+        await wait_until(lambda: box.empty, 5, "the outbox never emptied", 0.005)
         kafka.down = True
         for n in range(5, 50):
             await box.put_speech(kafka.sender(n), 100)
-        await wait_until(lambda: box.stuck_since_s is not None)
+        await wait_until(lambda: box.stuck_since_s is not None, 5, "Kafka was never found away", 0.005)
         assert box.audio_bytes == 4500  # kept while Kafka is away
         kafka.down = False
-        await wait_until(lambda: box.empty)
+        await wait_until(lambda: box.empty, 5, "the outbox never emptied", 0.005)
     finally:
         writer.cancel()
     assert kafka.stored == list(range(50)) and box.audio_bytes == 0 and box.stuck_since_s is None
@@ -72,12 +67,12 @@ async def test_past_the_bound_speech_is_refused_while_kafka_is_away_and_waits_wh
     try:
         for n in range(10):
             await box.put_speech(kafka.sender(n), 100)
-        await wait_until(lambda: box.stuck_since_s is not None)
+        await wait_until(lambda: box.stuck_since_s is not None, 5, "Kafka was never found away", 0.005)
         with pytest.raises(OutboxFull):
             await box.put_speech(kafka.sender(10), 100)
         box.put(kafka.sender(11))  # a record without speech (an END, a state) always fits
         kafka.down = False
-        await wait_until(lambda: box.empty)
+        await wait_until(lambda: box.empty, 5, "the outbox never emptied", 0.005)
     finally:
         writer.cancel()
     assert kafka.stored == [*range(10), 11]
@@ -101,7 +96,7 @@ async def test_past_the_bound_speech_is_refused_while_kafka_is_away_and_waits_wh
         await asyncio.wait_for(fourth, 1)
         for gate in gates[1:]:
             gate.set_result(None)
-        await wait_until(lambda: slow.empty)
+        await wait_until(lambda: slow.empty, 5, "the outbox never emptied", 0.005)
     finally:
         writer.cancel()
 
@@ -122,7 +117,7 @@ async def test_a_durable_record_is_waited_for_and_nothing_after_it_goes_first() 
         assert stored is not None and not stored.done() and kafka.sends == 0  # the audio waits behind it
         gate.set_result(None)
         await asyncio.wait_for(stored, 1)
-        await wait_until(lambda: box.empty)
+        await wait_until(lambda: box.empty, 5, "the outbox never emptied", 0.005)
     finally:
         writer.cancel()
     assert kafka.stored == [1]
@@ -141,10 +136,36 @@ async def test_a_slow_delivery_is_waited_for_not_sent_twice() -> None:
     await box.put_speech(slow, 10)
     writer = asyncio.create_task(box.run())
     try:
-        await wait_until(lambda: box.stuck_since_s is not None)  # a timeout: Kafka is slow, or away
+        await wait_until(
+            lambda: box.stuck_since_s is not None, 5, "Kafka was never found away", 0.005
+        )  # a timeout: Kafka is slow, or away
         await asyncio.sleep(0.2)  # several timeouts in a row
         gate.set_result(None)
-        await wait_until(lambda: box.empty)
+        await wait_until(lambda: box.empty, 5, "the outbox never emptied", 0.005)
     finally:
         writer.cancel()
     assert sends == 1
+
+
+async def test_a_write_kafka_refuses_for_good_ends_the_outbox_with_that_reason() -> None:
+    """A record over the cap is not "Kafka away": it is never retried, whoever waits learns why."""
+    kafka = FlakyKafka()
+    box = Outbox(limit_bytes=10_000, timeout_s=1.0, name="s")
+
+    async def too_large() -> asyncio.Future[object]:
+        raise RecordTooLarge("the message is 5242880 bytes")
+
+    await box.put_speech(kafka.sender(0), 100)
+    box.put(too_large)
+    await box.put_speech(kafka.sender(1), 100)  # behind the refused one: dropped with it
+    stored = box.put(kafka.sender(2), durable=True)
+    writer = asyncio.create_task(box.run())
+    await asyncio.wait_for(writer, 5)  # the writer ends; it does not retry
+    assert kafka.stored == [0] and box.empty and box.audio_bytes == 0 and box.stuck_since_s is None
+    assert stored is not None
+    with pytest.raises(RecordTooLarge, match="5242880"):
+        await stored
+    with pytest.raises(KafkaRejected):
+        await box.put_speech(kafka.sender(3), 100)
+    with pytest.raises(KafkaRejected):
+        box.put(kafka.sender(4))

@@ -41,6 +41,33 @@ def test_start_produces_ready_and_state() -> None:
     assert out[0].state.resume_token_sha256 == token_digest(ready.resume_token) != ready.resume_token
 
 
+def test_the_session_takes_its_clock_and_its_randomness_as_arguments() -> None:
+    s = load_settings()
+    secrets_drawn: list[int] = []
+
+    def secret(n: int) -> str:
+        secrets_drawn.append(n)
+        return f"token-{len(secrets_drawn)}"
+
+    sess = ClientSession(
+        s,
+        "gw-test",
+        lambda: DualVad.from_settings(s),
+        clock_ms=lambda: 1_234,
+        secret=secret,
+        new_session_id=lambda: "s-9",
+    )
+    out = start(sess)
+    state, ready = out[0].state, out[1].message
+    assert (ready.session_id, ready.resume_token, state.created_at_ms, sess.epoch) == ("s-9", "token-1", 1_234, 1_234)
+    again = ClientSession(s, "gw-test", lambda: DualVad.from_settings(s), clock_ms=lambda: 1_000, secret=secret)
+    out = start(again, state, session_id="s-9", resume_token="token-1")
+    assert out[1].message.resume_token == "token-2" and again.epoch == 1_235  # after the prior's, clock or not
+    with pytest.raises(ProtocolError):
+        start(session(), None, session_id="s-9", resume_token="token-2")
+    assert secrets_drawn == [32, 32]
+
+
 def test_speech_becomes_append_only_chunks_then_end() -> None:
     sess = session()
     start(sess, source_lang="en")

@@ -10,7 +10,7 @@ from core.audio.seam import seam_cut_ms
 from core.engines.stt import Transcription
 from core.settings import load_settings
 from core.transcriber import Transcriber
-from core.utterances import Final, UtteranceAssembler
+from core.utterances import DecodeFinal, UtteranceAssembler
 from schemas.records import TAKEOVER_SEQ, AudioEvent, AudioEventKind, ResultKind
 
 RNG = np.random.default_rng(7)
@@ -66,7 +66,7 @@ def test_speech_that_goes_on_after_the_resume_begins_with_the_cut_words() -> Non
         pcm = left_inside_speech(a, reason)
         rest = float_to_pcm16(speech(300, 400))
         released = a.add(ev(AudioEventKind.CHUNK, 1, 0, rest, 3000, speech_start_ms=0), now_ms=900)
-        assert isinstance(released, Final) and released.utterance.utterance_index == 0
+        assert isinstance(released, DecodeFinal) and released.utterance.utterance_index == 0
         head = released.utterance
         assert 2400 <= head.audio_ms <= 2550 and head.end_reason == reason
         nxt = a.open["s:1"]
@@ -74,7 +74,7 @@ def test_speech_that_goes_on_after_the_resume_begins_with_the_cut_words() -> Non
         assert b"".join(head.chunks) + b"".join(nxt.chunks) == pcm + rest  # nothing lost, nothing twice
         assert nxt.start_ms == 3000 - nxt.carried_ms
         end = a.add(ev(AudioEventKind.END, 1, 1, offset_ms=3700, speech_start_ms=0, speech_end_ms=300), now_ms=1000)
-        assert isinstance(end, Final) and end.utterance is nxt
+        assert isinstance(end, DecodeFinal) and end.utterance is nxt
         assert (nxt.speech_start_ms, nxt.speech_end_ms) == (0, nxt.carried_ms + 300)  # the carried words are speech
 
 
@@ -83,7 +83,7 @@ def test_a_speaker_who_paused_after_the_resume_gets_the_cut_utterance_whole() ->
     pcm = left_inside_speech(a)
     later = ev(AudioEventKind.CHUNK, 1, 0, bytes(500 * PCM_MS), 3000, speech_start_ms=800)  # speech 800 ms in
     released = a.add(later, now_ms=900)
-    assert isinstance(released, Final) and b"".join(released.utterance.chunks) == pcm
+    assert isinstance(released, DecodeFinal) and b"".join(released.utterance.chunks) == pcm
     assert a.open["s:1"].carried_ms == 0 and a.open["s:1"].audio_ms == 500
 
 
@@ -100,7 +100,7 @@ def test_a_session_that_does_not_go_on_gets_the_cut_utterance_whole_after_the_wa
 def test_without_a_wait_or_when_the_partition_moves_nothing_is_held() -> None:
     a = UtteranceAssembler(interim_interval_ms=0, seam_wait_ms=0)
     a.add(ev(AudioEventKind.CHUNK, 0, 0, float_to_pcm16(speech(2000))), now_ms=0)
-    assert isinstance(a.add(ev(AudioEventKind.END, 0, TAKEOVER_SEQ, end_reason="takeover"), now_ms=0), Final)
+    assert isinstance(a.add(ev(AudioEventKind.END, 0, TAKEOVER_SEQ, end_reason="takeover"), now_ms=0), DecodeFinal)
     b = UtteranceAssembler(interim_interval_ms=0, seam_wait_ms=5000)
     left_inside_speech(b)
     assert [u.utterance_id for u in b.drop_partitions({-1})] == ["s:0"] and b.seams == {}  # its new owner holds it

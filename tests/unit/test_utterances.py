@@ -6,9 +6,9 @@ import numpy as np
 
 from core.engines.stt import TimedText, Transcription
 from core.utterances import (
+    DecodeFinal,
+    DecodeInterim,
     Discard,
-    Final,
-    Interim,
     Speculate,
     Utterance,
     UtteranceAssembler,
@@ -30,10 +30,10 @@ def end(seq: int, sid: str = "s", idx: int = 0) -> AudioEvent:
 def test_interims_at_cadence_and_final_with_all_audio() -> None:
     a = UtteranceAssembler(interim_interval_ms=1000, interim_max_lag_ms=2000)
     actions = [a.add(chunk(i, created=1000), now_ms=1500) for i in range(5)]
-    assert [type(x).__name__ if x else None for x in actions] == [None, "Interim", None, "Interim", None]
-    assert isinstance(actions[3], Interim) and actions[3].revision == 2
+    assert [type(x).__name__ if x else None for x in actions] == [None, "DecodeInterim", None, "DecodeInterim", None]
+    assert isinstance(actions[3], DecodeInterim) and actions[3].revision == 2
     fin = a.add(end(5), now_ms=1500)
-    assert isinstance(fin, Final) and fin.utterance.audio_ms == 2500 and len(fin.utterance.audio()) == 40000
+    assert isinstance(fin, DecodeFinal) and fin.utterance.audio_ms == 2500 and len(fin.utterance.audio()) == 40000
     assert a.open == {}
 
 
@@ -71,7 +71,7 @@ def test_takeover_end_closes_an_open_utterance_and_its_late_audio_is_discarded()
     for seq in range(3):
         a.add(chunk(seq), now_ms=0, tag=f"e{seq}")
     fin = a.add(takeover(), now_ms=0, tag="t")
-    assert isinstance(fin, Final) and fin.utterance.audio_ms == 1500 and fin.utterance.end_reason == "takeover"
+    assert isinstance(fin, DecodeFinal) and fin.utterance.audio_ms == 1500 and fin.utterance.end_reason == "takeover"
     assert fin.utterance.tags == ["e0", "e1", "e2", "t"] and fin.utterance.gaps == 0
     late = [a.add(chunk(3), now_ms=0), a.add(end(4), now_ms=0)]  # the old connection's tail, after the takeover
     assert late == [Discard("taken_over"), Discard("taken_over")] and a.open == {}
@@ -80,7 +80,7 @@ def test_takeover_end_closes_an_open_utterance_and_its_late_audio_is_discarded()
 def test_takeover_end_after_a_normal_end_changes_nothing() -> None:
     a = UtteranceAssembler(interim_interval_ms=0)
     a.add(chunk(0), now_ms=0)
-    assert isinstance(a.add(end(1), now_ms=0), Final)
+    assert isinstance(a.add(end(1), now_ms=0), DecodeFinal)
     assert a.add(takeover(), now_ms=0) == Discard("already_ended") and a.open == {}
     assert isinstance(a.add(chunk(0, idx=1), now_ms=0), type(None))  # the session's next utterance is unaffected
 
@@ -91,7 +91,7 @@ def test_finals_can_decode_just_the_speech_the_gateway_heard() -> None:
         a.add(chunk(seq), now_ms=0)
     closing = AudioEvent("s", 0, 4, AudioEventKind.END, b"", 2000, speech_start_ms=900, speech_end_ms=1400)
     fin = a.add(closing, now_ms=0)
-    assert isinstance(fin, Final)
+    assert isinstance(fin, DecodeFinal)
     u = fin.utterance
     audio, from_ms = u.speech(200)
     assert from_ms == 700 and len(audio) == (1600 - 700) * 16
@@ -117,7 +117,7 @@ def test_sessions_that_want_no_interims_get_no_interim_decodes() -> None:
         for i in range(4)
     ]
     assert quiet == [None] * 4  # realtime=false: the worker spends nothing on interims for it
-    assert isinstance(a.add(chunk(0, sid="t"), now_ms=0), Interim)
+    assert isinstance(a.add(chunk(0, sid="t"), now_ms=0), DecodeInterim)
 
 
 def test_quiet_utterances_can_be_peak_normalised() -> None:
@@ -125,7 +125,7 @@ def test_quiet_utterances_can_be_peak_normalised() -> None:
     quiet = (np.full(8000, 300, "<i2")).tobytes()  # 500 ms at about -40 dBFS
     a.add(AudioEvent("s", 0, 0, AudioEventKind.CHUNK, quiet, 0), now_ms=0)
     fin = a.add(end(1), now_ms=0)
-    assert isinstance(fin, Final)
+    assert isinstance(fin, DecodeFinal)
     loud, _ = fin.utterance.speech(-1, normalize=True)
     assert abs(float(np.max(np.abs(loud))) - 0.95) < 1e-3
     assert float(np.max(np.abs(fin.utterance.speech(-1)[0]))) < 0.01  # off by default
@@ -141,7 +141,7 @@ def test_a_final_without_model_times_spans_the_speech_the_gateway_heard() -> Non
         a.add(chunk(seq), now_ms=0)
     closing = AudioEvent("s", 0, 4, AudioEventKind.END, b"", 2000, speech_start_ms=900, speech_end_ms=1400)
     fin = a.add(closing, now_ms=0)
-    assert isinstance(fin, Final)
+    assert isinstance(fin, DecodeFinal)
     whole = [TimedText(0, 2000, "hi")]
     untimed = utterance_result(
         fin.utterance, ResultKind.FINAL, "m", "live", Transcription("hi", "en", 1.0, whole, timed=False)
