@@ -84,7 +84,7 @@ async def test_browser_microphone_gets_live_captions_and_translation(stack: Stac
         session_id = await page.evaluate("window.babelstream.sessionId")
         # every final's own translation is in (until then a final may still show its interim's)
         await page.wait_for_function(
-            "[...window.core.utterances.values()].filter((u) => u.text).every((u) => u.translation)",
+            "[...window.babelstream.utterances.values()].filter((u) => u.text).every((u) => u.translation)",
             timeout=60_000,
         )
         translations = await page.locator(".segment.final .translation").all_inner_texts()
