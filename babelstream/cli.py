@@ -181,9 +181,11 @@ def stream(
         if kind == "realtime":
             console.print(f"[dim]… {escape(str(msg['text']))}[/]")
         elif kind == "final":
-            console.print(f"[bold]{msg['segment_id']}[/] ({msg.get('language')}) {escape(str(msg['text']))}")
+            console.print(f"[bold]{msg['utterance_index']}[/] ({msg.get('language')}) {escape(str(msg['text']))}")
         elif kind == "translation":
-            console.print(f"[bold]{msg['segment_id']}[/] [green]→ {msg['target_lang']}[/] {escape(str(msg['text']))}")
+            console.print(
+                f"[bold]{msg['utterance_index']}[/] [green]→ {msg['target_lang']}[/] {escape(str(msg['text']))}"
+            )
         elif kind == "error":
             console.print(f"[red]error {msg['code']}: {escape(str(msg['message']))}[/]")
 

@@ -30,7 +30,7 @@ class StreamReport:
 
     @property
     def finals(self) -> list[dict[str, Any]]:
-        return sorted(self.of_type("final"), key=lambda m: m["segment_id"])
+        return sorted(self.of_type("final"), key=lambda m: m["utterance_index"])
 
     @property
     def text(self) -> str:
@@ -38,7 +38,7 @@ class StreamReport:
 
     @property
     def translations(self) -> list[dict[str, Any]]:
-        return sorted(self.of_type("translation"), key=lambda m: m["segment_id"])
+        return sorted(self.of_type("translation"), key=lambda m: m["utterance_index"])
 
     @property
     def targets(self) -> list[str]:
@@ -50,8 +50,8 @@ class StreamReport:
 
     def translated(self, segments: set[int]) -> bool:
         """Whether each of ``segments`` has its translation (or a translation error) in every target."""
-        have = {(m["segment_id"], m["target_lang"]) for m in self.translations} | {
-            (m["segment_id"], m.get("target_lang"))
+        have = {(m["utterance_index"], m["target_lang"]) for m in self.translations} | {
+            (m["utterance_index"], m.get("target_lang"))
             for m in self.of_type("error")
             if m.get("code") in ("unsupported_pair", "translation_failed")
         }
@@ -129,9 +129,9 @@ async def stream_audio(
         report.audio_end_monotonic = time.monotonic()
         await ws.send(json.dumps({"type": "stop"}))
         while True:
-            ended = {m["segment_id"] for m in report.of_type("utterance_end")}
-            done = {m["segment_id"] for m in report.of_type("final")} | {
-                m["segment_id"] for m in report.of_type("error") if m.get("code") == "stt_failed"
+            ended = {m["utterance_index"] for m in report.of_type("utterance_end")}
+            done = {m["utterance_index"] for m in report.of_type("final")} | {
+                m["utterance_index"] for m in report.of_type("error") if m.get("code") == "stt_failed"
             }
             stopped = bool(report.of_type("stopped"))
             if stopped and ended <= done and (not wait_translations or report.translated(ended)):

@@ -29,16 +29,16 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def end_to_final_s(report: StreamReport) -> list[float]:
     """Per utterance: from the gateway's utterance_end (speech over) to the final's arrival."""
-    ends = {m["segment_id"]: m["_t"] for m in report.of_type("utterance_end") if "_t" in m}
-    return [m["_t"] - ends[m["segment_id"]] for m in report.of_type("final") if m["segment_id"] in ends]
+    ends = {m["utterance_index"]: m["_t"] for m in report.of_type("utterance_end") if "_t" in m}
+    return [m["_t"] - ends[m["utterance_index"]] for m in report.of_type("final") if m["utterance_index"] in ends]
 
 
 def start_to_interim_s(report: StreamReport) -> list[float]:
     """Per utterance: from utterance_start (speech detected) to its first interim."""
-    starts = {m["segment_id"]: m["_t"] for m in report.of_type("utterance_start") if "_t" in m}
+    starts = {m["utterance_index"]: m["_t"] for m in report.of_type("utterance_start") if "_t" in m}
     firsts: dict[int, float] = {}
     for m in report.of_type("realtime"):
-        firsts.setdefault(m["segment_id"], m["_t"])
+        firsts.setdefault(m["utterance_index"], m["_t"])
     return [t - starts[s] for s, t in firsts.items() if s in starts]
 
 

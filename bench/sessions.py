@@ -41,10 +41,10 @@ def latencies(rep: StreamReport) -> tuple[list[float], list[float]]:
     first: dict[int, float] = {}
     for m in rep.messages:
         if m["type"] in ("realtime", "final"):
-            first.setdefault(m["segment_id"], m["_t"])
-    starts = {m["segment_id"]: m["_t"] for m in rep.of_type("utterance_start")}
-    ends = {m["segment_id"]: m["_t"] for m in rep.of_type("utterance_end")}
-    finals = {m["segment_id"]: m["_t"] for m in rep.of_type("final")}
+            first.setdefault(m["utterance_index"], m["_t"])
+    starts = {m["utterance_index"]: m["_t"] for m in rep.of_type("utterance_start")}
+    ends = {m["utterance_index"]: m["_t"] for m in rep.of_type("utterance_end")}
+    finals = {m["utterance_index"]: m["_t"] for m in rep.of_type("final")}
     to_text = [first[i] - t for i, t in starts.items() if i in first]
     to_final = [finals[i] - t for i, t in ends.items() if i in finals]
     return to_text, to_final

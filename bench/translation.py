@@ -154,9 +154,11 @@ def live(sessions: list[int]) -> Table:
                     minutes = len(pcm) / AUDIO_BYTES_PER_S / 60
                     delays, interims = [], 0
                     for rep in reports:
-                        finals = {m["segment_id"]: m["_t"] for m in rep.of_type("final")}
+                        finals = {m["utterance_index"]: m["_t"] for m in rep.of_type("final")}
                         delays += [
-                            m["_t"] - finals[m["segment_id"]] for m in rep.translations if m["segment_id"] in finals
+                            m["_t"] - finals[m["utterance_index"]]
+                            for m in rep.translations
+                            if m["utterance_index"] in finals
                         ]
                         interims += sum(1 for m in rep.of_type("realtime") if m.get("translation"))
                     p = percentiles(delays)

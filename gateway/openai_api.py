@@ -94,11 +94,11 @@ class UploadLink(ClientLink):
 
     def enqueue(self, msg: ServerMessage) -> None:
         if isinstance(msg, Final):
-            self.finals[msg.segment_id] = msg
+            self.finals[msg.utterance_index] = msg
         elif isinstance(msg, TranslationOut):
-            self.translations[msg.segment_id] = msg
-        elif isinstance(msg, ErrorMsg) and msg.segment_id is not None:
-            self.errors[msg.segment_id] = msg
+            self.translations[msg.utterance_index] = msg
+        elif isinstance(msg, ErrorMsg) and msg.utterance_index is not None:
+            self.errors[msg.utterance_index] = msg
         elif isinstance(msg, ErrorMsg) and msg.fatal:
             self.fatal = msg
         self.changed.set()
@@ -348,7 +348,9 @@ class AudioApi:
                 break
         if conn.errors:
             first = conn.errors[min(conn.errors)]
-            raise ApiError(502, f"utterance {first.segment_id}: {first.message}", code=first.code, type="server_error")
+            raise ApiError(
+                502, f"utterance {first.utterance_index}: {first.message}", code=first.code, type="server_error"
+            )
         finals = [conn.finals[i] for i in sorted(conn.finals)]
         seconds: dict[str, float] = defaultdict(float)
         for f in finals:
@@ -357,9 +359,9 @@ class AudioApi:
         language = max(seconds, key=seconds.__getitem__) if seconds else None
         if task == "translate":
             cues = [
-                Cue(f.audio_start_ms, f.audio_end_ms, conn.translations[f.segment_id].text.strip())
+                Cue(f.audio_start_ms, f.audio_end_ms, conn.translations[f.utterance_index].text.strip())
                 for f in finals
-                if f.segment_id in conn.translations
+                if f.utterance_index in conn.translations
             ]
             return cues, language
         return transcript_cues(finals), language

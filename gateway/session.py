@@ -347,7 +347,9 @@ class ClientSession:
                     st.next_utterance_index = idx + 1
                     st.open_utterance_index = idx
                     out += self._save()  # stored before the utterance's audio: the outbox keeps the order
-                    out.append(ToClient(UtteranceStart(utterance_id=uid, segment_id=idx, audio_start_ms=e.offset_ms)))
+                    out.append(
+                        ToClient(UtteranceStart(utterance_id=uid, utterance_index=idx, audio_start_ms=e.offset_ms))
+                    )
             if idx in self._dropped:
                 if isinstance(e, End):
                     self._dropped.discard(idx)
@@ -396,7 +398,9 @@ class ClientSession:
                 st.next_utterance_index = max(st.next_utterance_index, idx + 1)
                 st.open_utterance_index = None
                 out.append(
-                    ToClient(UtteranceEnd(utterance_id=uid, segment_id=idx, reason=e.reason, audio_end_ms=e.offset_ms))
+                    ToClient(
+                        UtteranceEnd(utterance_id=uid, utterance_index=idx, reason=e.reason, audio_end_ms=e.offset_ms)
+                    )
                 )
                 out += self._save()
         return out

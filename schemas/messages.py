@@ -12,7 +12,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from schemas.errors import BabelstreamError
 from schemas.langs import normalize_lang
@@ -140,6 +149,19 @@ class _Out(BaseModel):
         return self.model_dump_json()
 
 
+class _OfUtterance(_Out):
+    """A message about one utterance of the session: its ``utterance_index`` (0, 1, 2... as in ``ready``'s
+    ``next_utterance_index`` and ``start``'s ``received_up_to``). ``segment_id``, the earlier name, still
+    goes out beside it with the same value and is deprecated: it will be removed in a later release."""
+
+    utterance_index: int
+
+    @computed_field(description="deprecated: the same as utterance_index")  # type: ignore[prop-decorator]
+    @property
+    def segment_id(self) -> int:
+        return self.utterance_index
+
+
 class Ready(_Out):
     type: Literal["ready"] = "ready"
     protocol: int = PROTOCOL_VERSION
@@ -156,17 +178,15 @@ class Ready(_Out):
     resume_token: str | None = None  # the secret the next reconnect must present (a new one each time)
 
 
-class UtteranceStart(_Out):
+class UtteranceStart(_OfUtterance):
     type: Literal["utterance_start"] = "utterance_start"
     utterance_id: str
-    segment_id: int
     audio_start_ms: int
 
 
-class UtteranceEnd(_Out):
+class UtteranceEnd(_OfUtterance):
     type: Literal["utterance_end"] = "utterance_end"
     utterance_id: str
-    segment_id: int
     reason: str
     audio_end_ms: int
 
@@ -189,12 +209,11 @@ class Pong(_Out):
     time_ms: int
 
 
-class _ResultOut(_Out):
+class _ResultOut(_OfUtterance):
     """Fields every message derived from a Kafka ``Result`` carries."""
 
     session_id: str
     utterance_id: str
-    segment_id: int
     text: str
     language: str | None
     audio_start_ms: int
@@ -230,7 +249,7 @@ class TranslationOut(_ResultOut):
 
 
 class ErrorMsg(_Out):
-    """A client mistake, a service condition, or (with the segment fields) one utterance that failed."""
+    """A client mistake, a service condition, or (with the utterance fields) one utterance that failed."""
 
     type: Literal["error"] = "error"
     code: str
@@ -238,8 +257,13 @@ class ErrorMsg(_Out):
     fatal: bool = False
     session_id: str | None = None
     utterance_id: str | None = None
-    segment_id: int | None = None
+    utterance_index: int | None = None
     target_lang: str | None = None  # a translation that failed: into which language
+
+    @computed_field(description="deprecated: the same as utterance_index")  # type: ignore[prop-decorator]
+    @property
+    def segment_id(self) -> int | None:
+        return self.utterance_index
 
 
 ServerMessage = (
@@ -259,13 +283,13 @@ def result_message(r: Result) -> Realtime | Final | TranslationOut | ErrorMsg:
             message=err.message if err else "",
             session_id=r.session_id,
             utterance_id=r.utterance_id,
-            segment_id=r.utterance_index,
+            utterance_index=r.utterance_index,
             target_lang=r.target_lang if err is not None and err.code in TRANSLATION_ERRORS else None,
         )
     common: dict[str, Any] = dict(
         session_id=r.session_id,
         utterance_id=r.utterance_id,
-        segment_id=r.utterance_index,
+        utterance_index=r.utterance_index,
         text=r.text,
         language=r.language,
         audio_start_ms=r.audio_start_ms,

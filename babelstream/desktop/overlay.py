@@ -37,7 +37,7 @@ class SubtitleOverlay(QWidget):
         kind = msg.get("type")
         if kind not in ("realtime", "final", "translation"):
             return
-        seg = self.segments.setdefault(msg["segment_id"], {"text": "", "translation": "", "state": "interim"})
+        seg = self.segments.setdefault(msg["utterance_index"], {"text": "", "translation": "", "state": "interim"})
         if kind == "translation":
             seg["translation"] = msg["text"]
         elif kind == "final" or seg["state"] == "interim":

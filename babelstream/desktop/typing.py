@@ -20,9 +20,9 @@ class TypingPlanner:
         self.last_char = " "
 
     def text_for(self, msg: dict[str, Any]) -> str:
-        if msg.get("type") != "final" or msg["segment_id"] in self.typed_segments:
+        if msg.get("type") != "final" or msg["utterance_index"] in self.typed_segments:
             return ""
-        self.typed_segments.add(msg["segment_id"])
+        self.typed_segments.add(msg["utterance_index"])
         text = " ".join(str(msg.get("text", "")).split())
         if not text:
             return ""

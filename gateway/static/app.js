@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = {
   ws: null, sessionId: null, audio: null, stopping: false, retries: 0, queue: [], lastFinal: -1,
-  utterances: new Map(),  // segment_id -> {startMs, endMs, text, translation, endedAt, latencyMs}
+  utterances: new Map(),  // utterance_index -> {startMs, endMs, text, translation, endedAt, latencyMs}
 };
 
 function utterance(id) {
@@ -78,7 +78,7 @@ function onMessage(msg) {
       for (const chunk of state.queue.splice(0)) state.ws.send(chunk);
       break;
     case "realtime": {
-      const el = segment(msg.segment_id);
+      const el = segment(msg.utterance_index);
       if (!el.classList.contains("interim")) break;
       // a translated interim comes after newer text may have: it only updates the translation
       if (msg.translation && msg.target_lang === targets()[0]) el.querySelector(".translation").textContent = msg.translation;
@@ -86,15 +86,15 @@ function onMessage(msg) {
       break;
     }
     case "utterance_end":
-      utterance(msg.segment_id).endedAt = performance.now();
+      utterance(msg.utterance_index).endedAt = performance.now();
       break;
     case "final": {
-      state.lastFinal = Math.max(state.lastFinal, msg.segment_id);
-      const u = utterance(msg.segment_id);
+      state.lastFinal = Math.max(state.lastFinal, msg.utterance_index);
+      const u = utterance(msg.utterance_index);
       Object.assign(u, { startMs: msg.audio_start_ms, endMs: msg.audio_end_ms, text: msg.text });
       // latency as this user lived it: from the end of speech (the VAD's utterance_end) to the final here
       if (u.endedAt !== undefined && u.latencyMs === undefined) u.latencyMs = performance.now() - u.endedAt;
-      const el = segment(msg.segment_id);
+      const el = segment(msg.utterance_index);
       el.classList.remove("interim");
       el.classList.add("final");
       el.querySelector(".text").textContent = msg.text;
@@ -105,9 +105,9 @@ function onMessage(msg) {
     }
     case "translation": {
       // the first target's translation under the text, each other target's on a line of its own
-      const el = segment(msg.segment_id);
+      const el = segment(msg.utterance_index);
       if (msg.target_lang === targets()[0] || !targets().length) {
-        utterance(msg.segment_id).translation = msg.text;
+        utterance(msg.utterance_index).translation = msg.text;
         el.querySelector(".translation").textContent = msg.text;
         break;
       }

@@ -123,8 +123,8 @@ async def test_an_stt_container_killed_mid_utterance_loses_no_final(composed: Co
     await asyncio.to_thread(docker, "kill", "--signal", "KILL", victim)
     reports: list[StreamReport] = await asyncio.gather(*clients)
     for rep in reports:
-        ended = sorted(m["segment_id"] for m in rep.of_type("utterance_end"))
-        finals = Counter(m["segment_id"] for m in rep.of_type("final"))
+        ended = sorted(m["utterance_index"] for m in rep.of_type("utterance_end"))
+        finals = Counter(m["utterance_index"] for m in rep.of_type("final"))
         assert ended and sorted(finals) == ended, rep.messages
         assert set(finals.values()) == {1}, finals  # once each, however the work moved
         assert wer(f"{ref} {ref}", rep.text) < 0.2, rep.text

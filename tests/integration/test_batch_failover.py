@@ -66,7 +66,7 @@ async def test_worker_killed_with_a_batch_in_flight_each_client_gets_one_final(
         survivor = next(w for w in workers if w is not killed)
         for rep in reports:
             finals = rep.of_type("final")
-            by_segment = [m["segment_id"] for m in finals]
+            by_segment = [m["utterance_index"] for m in finals]
             assert sorted(by_segment) == sorted(set(by_segment)), f"a FINAL came twice: {by_segment}"
             assert len(finals) == 2, (finals, survivor.log()[-3000:])
             for m in finals:

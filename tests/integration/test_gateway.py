@@ -158,7 +158,7 @@ async def _resume_on(stack: Stack, gw2: Service) -> None:
         stack.ws_url, pcm, source_lang="en", target_lang="pt", translate=True, timeout_s=120, pace=0
     )
     sid, token = first.session_id, first.resume_token
-    assert token and [f["segment_id"] for f in first.finals] == [0]
+    assert token and [f["utterance_index"] for f in first.finals] == [0]
     # reconnect to the second gateway, repeating nothing but the session id and its token
     async with connect(gw2.ws_url) as ws:
         resume = {"type": "start", "session_id": sid, "resume_token": token, "received_up_to": 0}
@@ -180,8 +180,8 @@ async def _resume_on(stack: Stack, gw2: Service) -> None:
         wait_translations=True,
         received_up_to=0,
     )
-    assert [f["segment_id"] for f in second.finals] == [1]
-    assert [t["segment_id"] for t in second.translations] == [1]
+    assert [f["utterance_index"] for f in second.finals] == [1]
+    assert [t["utterance_index"] for t in second.translations] == [1]
     assert wer(ref, second.text) < 0.2
     assert second.finals[0]["audio_start_ms"] > first.finals[0]["audio_end_ms"]  # session audio clock continues
 
@@ -243,7 +243,7 @@ async def test_results_produced_while_disconnected_are_delivered_on_resume(stack
         ready = await recv_json(ws)
         assert ready["resumed"] and ready["next_utterance_index"] == 1
         final = await recv_type(ws, "final", timeout_s=30)
-    assert final["segment_id"] == 0 and wer(ref, final["text"]) < 0.2
+    assert final["utterance_index"] == 0 and wer(ref, final["text"]) < 0.2
 
 
 async def test_idle_clients_are_closed_with_a_reason(stack: Stack) -> None:

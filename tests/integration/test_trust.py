@@ -71,7 +71,7 @@ async def resume_and_speak(
         for off in range(0, len(pcm), FRAME):
             await ws.send(pcm[off : off + FRAME])
         await ws.send(json.dumps({"type": "stop"}))
-        while not want_segments <= {m["segment_id"] for m in messages if m["type"] == "final"}:
+        while not want_segments <= {m["utterance_index"] for m in messages if m["type"] == "final"}:
             messages.append(json.loads(await ws.recv()))
         await ws.send(json.dumps({"type": "ping"}))  # whatever was queued behind the finals comes before this
         while (msg := json.loads(await ws.recv()))["type"] != "pong":
@@ -81,9 +81,9 @@ async def resume_and_speak(
 
 def exactly_one_final_each(messages: list[dict[str, Any]]) -> dict[int, str]:
     finals = [m for m in messages if m["type"] == "final"]
-    ids = [m["segment_id"] for m in finals]
+    ids = [m["utterance_index"] for m in finals]
     assert len(ids) == len(set(ids)), f"a final was delivered twice: {ids}"
-    return {m["segment_id"]: m["text"] for m in finals}
+    return {m["utterance_index"]: m["text"] for m in finals}
 
 
 async def test_reconnect_while_the_old_socket_is_open_loses_and_splices_nothing(stack: Stack) -> None:
@@ -223,7 +223,7 @@ async def test_a_session_id_alone_takes_nothing_over(stack: Stack) -> None:
                 assert (await recv_type(thief, "pong"))["type"] == "pong"  # no final of the owner reaches it
         await speak_unfinished(owner, silence(300) + pcm + silence(1500))  # the owner was never disturbed
         final = await recv_type(owner, "final", timeout_s=90)
-        assert final["segment_id"] == 0 and wer(ref, final["text"]) < 0.2
+        assert final["utterance_index"] == 0 and wer(ref, final["text"]) < 0.2
     finally:
         await owner.close()
 
@@ -482,7 +482,7 @@ async def test_speech_during_a_broker_outage_within_the_buffer_is_transcribed_la
             *reports, _ = await asyncio.gather(*talks, outage())
             for rep in reports:
                 assert not rep.of_type("error"), rep.of_type("error")
-                texts = [f["text"] for f in sorted(rep.finals, key=lambda f: f["segment_id"])]
+                texts = [f["text"] for f in sorted(rep.finals, key=lambda f: f["utterance_index"])]
                 assert wer(" ".join(refs), " ".join(texts)) < 0.25, texts
         finally:
             await asyncio.to_thread(own.stop)

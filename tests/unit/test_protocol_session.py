@@ -93,7 +93,7 @@ def test_results_are_deduplicated_and_realtime_can_be_switched_off() -> None:
     assert sid is not None
     assert sess.result(Result(sid, 0, ResultKind.REALTIME, "he was")) is None
     first = sess.result(Result(sid, 0, ResultKind.FINAL, "he was not"))
-    assert first is not None and first.type == "final" and first.segment_id == 0
+    assert first is not None and first.type == "final" and first.utterance_index == 0
     assert sess.result(Result(sid, 0, ResultKind.FINAL, "he was not")) is None  # redelivered
     err = sess.result(Result(sid, 0, ResultKind.ERROR, error=ErrorInfo("unsupported_pair", "no es->de")))
     assert err is not None and err.code == "unsupported_pair"
@@ -395,3 +395,16 @@ def test_each_targets_translation_and_error_is_delivered_once() -> None:
     ]
     stt = sess.result(Result(sid, 0, ResultKind.ERROR, target_lang="pt", error=ErrorInfo("stt_failed", "boom")))
     assert stt is not None and stt.target_lang is None  # not a translation's error: no target named
+
+
+def test_messages_name_an_utterance_by_its_index_and_still_carry_the_deprecated_segment_id() -> None:
+    """``utterance_index`` is the one name (records, ``ready``'s ``next_utterance_index``, the messages);
+    ``segment_id`` goes out beside it, equal, until clients have moved."""
+    from schemas.messages import ErrorMsg, UtteranceStart, result_message
+
+    start_msg = json.loads(UtteranceStart(utterance_id="u", utterance_index=3, audio_start_ms=0).to_json())
+    assert start_msg["utterance_index"] == start_msg["segment_id"] == 3
+    final = json.loads(result_message(Result("s", 4, ResultKind.FINAL, "hello")).to_json())
+    assert final["utterance_index"] == final["segment_id"] == 4
+    plain_error = json.loads(ErrorMsg(code="invalid_json", message="x").to_json())
+    assert plain_error["utterance_index"] is None and plain_error["segment_id"] is None
