@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from core.settings import load_settings
-from schemas.records import AUDIO_SAMPLE_RATE_HZ
+from schemas.records import AUDIO_SAMPLE_RATE_HZ, secret_digest
 
 app = typer.Typer(add_completion=False, help="Babelstream: real-time speech transcription and translation on Kafka")
 console = Console(stderr=True)
@@ -216,12 +216,12 @@ def keys_new(
     """Make an API key: give the key to the client; put only the entry line into API_KEYS_FILE."""
     import re
 
-    from gateway.auth import key_digest, new_api_key
+    from gateway.auth import new_api_key
 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise typer.BadParameter("use letters, digits, - and _ (at most 64)")
     key = new_api_key()
-    entry = f"{name}:{key_digest(key)}" + (f":{max_sessions}" if max_sessions else "")
+    entry = f"{name}:{secret_digest(key)}" + (f":{max_sessions}" if max_sessions else "")
     print(f"key (shown once; the gateway keeps only its digest): {key}")
     print(f"entry for API_KEYS_FILE: {entry}")
 

@@ -9,7 +9,6 @@ headers (a browser's WebSocket), as a ``token`` query parameter. Keys are listed
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import jwt
 
 from core.settings import Settings
 from schemas.errors import BabelstreamError
+from schemas.records import secret_digest
 
 KEY_PREFIX = "bsk_"
 
@@ -46,10 +46,6 @@ ANONYMOUS = Principal("anonymous")
 
 def new_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def key_digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def parse_key_lines(text: str) -> dict[str, Principal]:
@@ -151,7 +147,7 @@ class Authenticator:
             if self.required:
                 raise AuthError(401, "credentials required: send 'Authorization: Bearer <key>' or ?token=<key>")
             return ANONYMOUS
-        digest = key_digest(token)
+        digest = secret_digest(token)
         for known, principal in self.keys.items():  # constant time per entry, whichever matches
             if hmac.compare_digest(known, digest):
                 return principal

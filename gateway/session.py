@@ -3,7 +3,6 @@ audio events and session state for Kafka) out. The server (``gateway/server.py``
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -16,8 +15,11 @@ from core.audio.resample import AudioFormatError
 from core.audio.segmenter import Chunk, End, Pause, SegmenterConfig, SegmentEvent
 from core.audio.vad import DualVad
 from core.settings import Settings
+from gateway.broadcast import VIEWER_TOKEN_BYTES, announce, new_broadcast
 from schemas.messages import (
     TRANSLATION_ERRORS,
+    Control,
+    EndBroadcast,
     ErrorMsg,
     Flush,
     Langs,
@@ -25,6 +27,7 @@ from schemas.messages import (
     Pong,
     ProtocolError,
     Ready,
+    RotateViewerToken,
     ServerMessage,
     SetLangs,
     Start,
@@ -42,6 +45,7 @@ from schemas.records import (
     ResultKind,
     SessionState,
     now_ms,
+    secret_digest,
     utterance_id,
 )
 
@@ -60,10 +64,6 @@ class Produce:
 class SaveState:
     state: SessionState
     durable: bool = False  # the handler waits until Kafka has stored it (a new session's first state)
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 Output = ToClient | Produce | SaveState
@@ -182,11 +182,12 @@ class ClientSession:
             audio_ms_total=start_ms,
             created_at_ms=prior.created_at_ms if prior else self._clock_ms(),
             epoch=self.epoch,
-            resume_token_sha256=token_digest(token),  # a new token on every resume: the old one is spent
+            resume_token_sha256=secret_digest(token),  # a new token on every resume: the old one is spent
             owner=owner,
             prompt=msg.prompt,
             hotwords=msg.hotwords,
         )
+        viewer_token = self._broadcast(msg, prior)
         self.realtime = msg.realtime
         try:
             self.pipeline = SpeechPipeline(
@@ -212,6 +213,7 @@ class ClientSession:
             target_langs=targets,
             translate=msg.translate,
             resume_token=token,
+            broadcast=announce(self.state, viewer_token),
         )
         out: list[Output] = []
         if prior is not None and prior.open_utterance_index is not None:
@@ -234,6 +236,44 @@ class ClientSession:
             )
         return [*out, SaveState(self.state, durable=True), ToClient(ready)]
 
+    def _broadcast(self, msg: Start, prior: SessionState | None) -> str | None:
+        """A resumed broadcast goes on as it was; a ``broadcast`` start begins one. Returns a new viewer
+        token (None for a public broadcast, or one begun earlier: only its digest is kept)."""
+        st = self.state
+        assert st is not None
+        if prior is not None and prior.broadcast_id is not None:
+            st.broadcast_id, st.viewer_token_sha256 = prior.broadcast_id, prior.viewer_token_sha256
+            st.broadcast_ended = prior.broadcast_ended
+            return None
+        if not msg.broadcast:
+            return None
+        made = new_broadcast(self._secret, msg.public)
+        st.broadcast_id = made.broadcast_id
+        st.viewer_token_sha256 = None if made.viewer_token is None else secret_digest(made.viewer_token)
+        return made.viewer_token
+
+    def _broadcast_control(self, msg: RotateViewerToken | EndBroadcast) -> list[Output]:
+        st = self.state
+        assert st is not None
+        if st.broadcast_id is None:
+            raise ProtocolError(
+                "not_broadcast", f"{msg.type}: this session is not broadcast (start it with broadcast=true)"
+            )
+        if st.broadcast_ended:
+            raise ProtocolError("broadcast_ended", f"{msg.type}: the broadcast has ended")
+        token = None
+        if isinstance(msg, RotateViewerToken):
+            if st.viewer_token_sha256 is None:
+                raise ProtocolError("invalid_message", "rotate_viewer_token: a public broadcast has no viewer token")
+            token = self._secret(VIEWER_TOKEN_BYTES)
+            st.viewer_token_sha256 = secret_digest(token)
+        else:
+            st.broadcast_ended = True
+        told = announce(st, token)
+        assert told is not None
+        # stored before the speaker hears of it: no viewer is let in by the old token once it has the new one
+        return [*self._save(durable=True), ToClient(told)]
+
     def authorize_resume(self, msg: Start, prior: SessionState | None, owner: str) -> str:
         """Session ids are issued by the server, and resuming needs the secret token of the latest ``ready``
         and the principal that started the session. Returns the token for this connection's ``ready``: a
@@ -242,10 +282,10 @@ class ClientSession:
         the same answer."""
         if msg.session_id is None:
             return self._secret(32)
-        given = token_digest(msg.resume_token) if msg.resume_token else ""
+        given = secret_digest(msg.resume_token) if msg.resume_token else ""
         stored = prior.resume_token_sha256 if prior is not None else None
         # compared even when there is nothing to compare with: the answer takes as long either way
-        matches = hmac.compare_digest(given, stored or token_digest(self._secret(16)))
+        matches = hmac.compare_digest(given, stored or secret_digest(self._secret(16)))
         if prior is None or not stored or not matches:
             raise ProtocolError(
                 "unknown_session",
@@ -256,11 +296,13 @@ class ClientSession:
             raise ProtocolError("forbidden", "this session was started with another API key or JWT subject")
         return self._secret(32)
 
-    def handle(self, msg: SetLangs | Flush | Stop | Ping) -> list[Output]:
+    def handle(self, msg: Control) -> list[Output]:
         if isinstance(msg, Ping):
             return [ToClient(Pong(time_ms=self._clock_ms()))]
         if not self.started or self.state is None:
             raise ProtocolError("not_started", f"send a start message before {msg.type}")
+        if isinstance(msg, RotateViewerToken | EndBroadcast):
+            return self._broadcast_control(msg)
         if isinstance(msg, SetLangs):
             st = self.state
             targets = msg.targets

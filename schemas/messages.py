@@ -90,6 +90,14 @@ class Start(_Targets):
     hotwords: Annotated[str, Field(max_length=400)] | None = None  # words to favour
     realtime: bool = True
     received_up_to: int | None = Field(None, ge=-1, description="resume: finals up to this segment are held")
+    broadcast: bool = False  # viewers may watch this session's captions (a resume keeps its broadcast)
+    public: bool = False  # with broadcast: viewers need no token
+
+    @model_validator(mode="after")
+    def _public_is_a_broadcast(self) -> Start:
+        if self.public and not self.broadcast:
+            raise ValueError("public=true needs broadcast=true")
+        return self
 
     _norm = field_validator("source_lang", "target_lang")(lambda cls, v: _lang(v))
 
@@ -114,11 +122,25 @@ class Ping(_Msg):
     type: Literal["ping"]
 
 
-ClientMessage = Annotated[Start | SetLangs | Flush | Stop | Ping, Field(discriminator="type")]
+class RotateViewerToken(_Msg):
+    """The speaker of a broadcast asks for a new viewer token: viewers holding the old one are let go."""
+
+    type: Literal["rotate_viewer_token"]
+
+
+class EndBroadcast(_Msg):
+    """The speaker ends the broadcast (the session goes on): viewers get the transcript and ``ended``."""
+
+    type: Literal["end_broadcast"]
+
+
+Control = SetLangs | Flush | Stop | Ping | RotateViewerToken | EndBroadcast  # what a started session handles
+ClientMessage = Annotated[Start | Control, Field(discriminator="type")]
+CLIENT_TYPES = ("start", "set_langs", "flush", "stop", "ping", "rotate_viewer_token", "end_broadcast")
 _adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 
-def parse_client_message(text: str) -> Start | SetLangs | Flush | Stop | Ping:
+def parse_client_message(text: str) -> Start | Control:
     try:
         raw = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
@@ -127,10 +149,8 @@ def parse_client_message(text: str) -> Start | SetLangs | Flush | Stop | Ping:
         raise ProtocolError("invalid_message", f"text frame rejected: {e}") from None
     if not isinstance(raw, dict) or "type" not in raw:
         raise ProtocolError("invalid_message", "a message must be a JSON object with a 'type'")
-    if raw["type"] not in ("start", "set_langs", "flush", "stop", "ping"):
-        raise ProtocolError(
-            "unknown_type", f"unknown message type {raw['type']!r}; expected start, set_langs, flush, stop, ping"
-        )
+    if raw["type"] not in CLIENT_TYPES:
+        raise ProtocolError("unknown_type", f"unknown message type {raw['type']!r}; expected {', '.join(CLIENT_TYPES)}")
     try:
         return _adapter.validate_python(raw)
     except ValidationError as e:
@@ -162,6 +182,18 @@ class _OfUtterance(_Out):
         return self.utterance_index
 
 
+class BroadcastOut(_Out):
+    """How viewers watch a broadcast session. ``viewer_token`` is given when the broadcast begins and when
+    it is rotated (only its digest is stored: a resumed speaker is not told it again); a public broadcast
+    has none."""
+
+    type: Literal["broadcast"] = "broadcast"
+    broadcast_id: str
+    public: bool
+    viewer_token: str | None = None
+    ended: bool = False
+
+
 class Ready(_Out):
     type: Literal["ready"] = "ready"
     protocol: int = PROTOCOL_VERSION
@@ -176,6 +208,7 @@ class Ready(_Out):
     target_langs: list[str] = []  # every target, target_lang first
     translate: bool
     resume_token: str | None = None  # the secret the next reconnect must present (a new one each time)
+    broadcast: BroadcastOut | None = None  # the session is broadcast: how viewers watch it
 
 
 class UtteranceStart(_OfUtterance):
@@ -267,7 +300,17 @@ class ErrorMsg(_Out):
 
 
 ServerMessage = (
-    Ready | UtteranceStart | UtteranceEnd | Langs | Stopped | Pong | Realtime | Final | TranslationOut | ErrorMsg
+    Ready
+    | UtteranceStart
+    | UtteranceEnd
+    | Langs
+    | Stopped
+    | Pong
+    | Realtime
+    | Final
+    | TranslationOut
+    | ErrorMsg
+    | BroadcastOut
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -28,6 +29,11 @@ def _check(problems: list[str]) -> None:
 
 def _negative(record: object, *names: str) -> list[str]:
     return [f"{n}={getattr(record, n)} is negative" for n in names if (getattr(record, n) or 0) < 0]
+
+
+def secret_digest(secret: str) -> str:
+    """How a secret is kept (the ``*_sha256`` fields, API key files): its hex SHA-256, never itself."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def now_ms() -> int:
@@ -244,6 +250,9 @@ class SessionState:
     prompt: str | None = None
     hotwords: str | None = None
     target_langs: list[str] = field(default_factory=list)  # all targets, target_lang first
+    broadcast_id: str | None = None  # the session is broadcast: viewers watch it by this id
+    viewer_token_sha256: str | None = None  # the viewers' read-only token's digest (None: a public broadcast)
+    broadcast_ended: bool = False  # the speaker ended the broadcast
 
     @property
     def targets(self) -> list[str]:
@@ -269,4 +278,8 @@ class SessionState:
             problems.append(f"channels={self.channels} is not 1..{MAX_CHANNELS}")
         if self.encoding not in get_args(Encoding):
             problems.append(f"encoding={self.encoding!r} is not one of {', '.join(get_args(Encoding))}")
+        if self.broadcast_id is None and (self.viewer_token_sha256 is not None or self.broadcast_ended):
+            problems.append("a viewer token or an ended broadcast without a broadcast_id")
+        if self.broadcast_id is not None and not 0 < len(self.broadcast_id) <= 64:
+            problems.append(f"broadcast_id of {len(self.broadcast_id)} characters")
         _check(problems)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import pytest
 
 from babelstream.client import StreamReport, stream_audio
-from gateway.auth import key_digest, new_api_key
+from gateway.auth import new_api_key
+from schemas.records import secret_digest
 from streams.broker import free_port
 from tests.audio import librivox, silence, wer
 from tests.docker import NoEngine, docker, ensure_compose, ensure_engine, offline_inputs
@@ -62,7 +63,7 @@ def composed() -> Iterator[Composed]:
     offline_inputs()
     env = {
         **os.environ,
-        "BABELSTREAM_API_KEYS": f"tester:{key_digest(key)}",
+        "BABELSTREAM_API_KEYS": f"tester:{secret_digest(key)}",
         "GATEWAY_WS_PORT": str(ws_port),
         "GATEWAY_HTTP_PORT": str(http_port),
     }

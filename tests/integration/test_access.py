@@ -19,7 +19,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from babelstream.client import StreamReport, stream_audio
-from gateway.auth import key_digest, new_api_key
+from gateway.auth import new_api_key
+from schemas.records import secret_digest
 from tests.audio import encode_audio, librivox, wer
 from tests.certs import self_signed
 from tests.stack import Service, Stack
@@ -52,7 +53,7 @@ def secured(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     folder = tmp_path_factory.mktemp("tls")
     cert, key = self_signed(folder)
     keys = {"alice": new_api_key(), "solo": new_api_key()}
-    (folder / "keys").write_text(f"alice:{key_digest(keys['alice'])}\nsolo:{key_digest(keys['solo'])}:1\n")
+    (folder / "keys").write_text(f"alice:{secret_digest(keys['alice'])}\nsolo:{secret_digest(keys['solo'])}:1\n")
     svc = stack.start_gateway(
         API_KEYS_FILE=str(folder / "keys"),
         JWT_SECRET=JWT_SECRET,

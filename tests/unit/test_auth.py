@@ -10,12 +10,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.auth import ANONYMOUS, Authenticator, AuthError, key_digest, new_api_key, origin_allowed, parse_key_lines
+from gateway.auth import ANONYMOUS, Authenticator, AuthError, new_api_key, origin_allowed, parse_key_lines
+from schemas.records import secret_digest
 
 
 def keyed(**kw: object) -> tuple[Authenticator, str]:
     key = new_api_key()
-    auth = Authenticator.create(mode="auto", listens_beyond_loopback=False, api_keys=f"alice:{key_digest(key)}:2", **kw)
+    auth = Authenticator.create(
+        mode="auto", listens_beyond_loopback=False, api_keys=f"alice:{secret_digest(key)}:2", **kw
+    )
     return auth, key
 
 
@@ -34,7 +37,7 @@ def test_keys_are_matched_by_digest_from_header_or_query() -> None:
 def test_key_files_hold_digests_only(tmp_path: Path) -> None:
     key = new_api_key()
     f = tmp_path / "keys"
-    f.write_text(f"# operators\nbob:{key_digest(key)}\n\n")
+    f.write_text(f"# operators\nbob:{secret_digest(key)}\n\n")
     auth = Authenticator.create(mode="required", listens_beyond_loopback=False, api_keys_file=f)
     assert auth.authenticate(f"Bearer {key}", "/").name == "bob" and key not in f.read_text()
     with pytest.raises(ValueError, match="name:sha256hex"):

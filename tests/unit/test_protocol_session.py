@@ -9,9 +9,9 @@ import pytest
 from core.audio.vad import DualVad
 from core.settings import load_settings
 from gateway.pacing import AudioPacer
-from gateway.session import ClientSession, Produce, SaveState, ToClient, token_digest
+from gateway.session import ClientSession, Produce, SaveState, ToClient
 from schemas.messages import ProtocolError, SetLangs, Start, parse_client_message
-from schemas.records import TAKEOVER_SEQ, AudioEventKind, ErrorInfo, Result, ResultKind, SessionState
+from schemas.records import TAKEOVER_SEQ, AudioEventKind, ErrorInfo, Result, ResultKind, SessionState, secret_digest
 from tests.audio import librivox, silence
 
 
@@ -38,7 +38,7 @@ def test_start_produces_ready_and_state() -> None:
     assert ready.type == "ready" and ready.resumed is False and ready.next_utterance_index == 0
     # the server issues the id and a secret token; only the token's digest is stored
     assert len(ready.session_id) == 32 and ready.resume_token and len(ready.resume_token) >= 40
-    assert out[0].state.resume_token_sha256 == token_digest(ready.resume_token) != ready.resume_token
+    assert out[0].state.resume_token_sha256 == secret_digest(ready.resume_token) != ready.resume_token
 
 
 def test_the_session_takes_its_clock_and_its_randomness_as_arguments() -> None:
@@ -110,7 +110,7 @@ def stored(**kw: object) -> SessionState:
         translate=True,
         audio_ms_total=42_000,
         epoch=1_700_000_000_000,
-        resume_token_sha256=token_digest("secret"),
+        resume_token_sha256=secret_digest("secret"),
     )
     fields.update(kw)
     return SessionState(**fields)
@@ -125,7 +125,7 @@ def test_resume_continues_counters_and_inherits_languages() -> None:
     assert (ready.source_lang, ready.target_lang, ready.translate) == ("es", "pt", True)
     # a new token on every resume: the one just presented is spent
     assert ready.resume_token and ready.resume_token != "secret"
-    assert sess.epoch > prior.epoch and out[0].state.resume_token_sha256 == token_digest(ready.resume_token)
+    assert sess.epoch > prior.epoch and out[0].state.resume_token_sha256 == secret_digest(ready.resume_token)
     pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
     events = [o.event for o in sess.audio(pcm + silence(1500)) if isinstance(o, Produce)]
     assert events[0].utterance_index == 5 and events[0].audio_offset_ms >= 42_000 - 1000

@@ -172,7 +172,7 @@ def test_records_from_before_target_langs_keep_their_one_target(schema_file: str
     from schemas.codec import PinnedRegistry, pinned_ids
 
     record = make()
-    assert pinned_ids()[record.SCHEMA] == {105: 106, 102: 107, 104: 109}[schema_id]
+    assert pinned_ids()[record.SCHEMA] == {105: 106, 102: 107, 104: 110}[schema_id]
     decoded = AvroCodec(type(record), PinnedRegistry(), "x-value").decode(
         written_with(schema_file, schema_id, record.to_avro())
     )
@@ -218,6 +218,16 @@ def test_session_states_from_before_owners_resume_under_whoever_holds_the_token(
     data = written_with("session_state.108.avsc", 108, SessionState("s-old", "gw", 16000, 3, owner="x").to_avro())
     st = AvroCodec(SessionState, PinnedRegistry(), "x-value").decode(data)
     assert (st.session_id, st.next_utterance_index, st.owner) == ("s-old", 3, None)
+
+
+def test_session_states_from_before_broadcasts_are_no_broadcast() -> None:
+    """SessionState 110 added the broadcast fields: a state written with 109 decodes as no broadcast."""
+    from schemas.codec import PinnedRegistry
+    from schemas.records import SessionState
+
+    data = written_with("session_state.109.avsc", 109, SessionState("s-old", "gw", 16000, 3, owner="x").to_avro())
+    st = AvroCodec(SessionState, PinnedRegistry(), "x-value").decode(data)
+    assert (st.owner, st.broadcast_id, st.viewer_token_sha256, st.broadcast_ended) == ("x", None, None, False)
 
 
 @pytest.mark.parametrize(
