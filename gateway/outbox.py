@@ -68,8 +68,6 @@ class Outbox:
         """Queue a write that carries speech. Past the bound: :class:`OutboxFull` while Kafka is away;
         while it is only slower than the speech comes, wait for room (back-pressure, as pacing)."""
         while self.audio_bytes and self.audio_bytes + audio_bytes > self.limit_bytes:
-            if self.refused is not None:
-                raise self.refused
             if self.stuck_since_s is not None:
                 m.OUTBOX_OVERFLOWS.inc()
                 raise OutboxFull

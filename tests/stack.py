@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,7 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection
+
+from core.settings import load_settings
 from streams.broker import free_port
+from streams.reader import read_range, topic_partitions
+from streams.topics import topic_specs
 from tests.waiting import wait_until_sync
 
 
@@ -164,6 +170,12 @@ class Stack:
 
         return wait_until_sync(settled, timeout_s, lambda: f"assignment never settled: {got}")
 
+    async def session_values(self, session_id: str) -> list[bytes | None]:
+        """Every value the sessions topic holds for ``session_id``, oldest first (None: a tombstone)."""
+        topic = topic_specs(load_settings(kafka_bootstrap_servers=self.bootstrap, topic_prefix=self.prefix)).sessions
+        parts = await topic_partitions(self.bootstrap, topic.name, session_id)
+        return [rec.value async for rec in read_range(self.bootstrap, parts) if rec.key == session_id.encode()]
+
     def retire(self, svc: Service) -> None:
         """Stop a service a test added and forget it, so later tests see only the shared stack's own."""
         svc.stop()
@@ -172,3 +184,14 @@ class Stack:
     def stop(self) -> None:
         for svc in reversed(self.services):
             svc.stop()
+
+
+async def recv_type(ws: ClientConnection, kind: str, timeout_s: float = 15.0) -> dict[str, Any]:
+    """The next message of type ``kind`` from a gateway, skipping others; a fatal error while waiting for
+    anything else fails at once, naming it."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == kind:
+                return msg
+            assert not (msg["type"] == "error" and msg.get("fatal")), msg

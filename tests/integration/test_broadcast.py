@@ -6,44 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from core.settings import load_settings
 from gateway.broadcast import may_watch
 from schemas.records import SessionState
-from streams.reader import read_range, topic_partitions
 from streams.topics import Codecs, topic_specs
-from tests.stack import Stack
+from tests.stack import Stack, recv_type
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
 
-async def recv_type(ws: ClientConnection, kind: str, timeout_s: float = 15.0) -> dict[str, Any]:
-    """The next message of type ``kind`` (a fatal error instead fails the test)."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            msg = json.loads(await ws.recv())
-            assert not (msg["type"] == "error" and msg.get("fatal")), msg
-            if msg["type"] == kind:
-                return msg
-
-
 async def stored_state(stack: Stack, session_id: str) -> SessionState | None:
     """The session's newest state as the compacted sessions topic holds it."""
     s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix)
-    topics = topic_specs(s)
-    codec = Codecs.create(s, topics).session
-    last = None
-    async for rec in read_range(
-        stack.bootstrap, await topic_partitions(stack.bootstrap, topics.sessions.name, session_id)
-    ):
-        if rec.key == session_id.encode():
-            last = None if rec.value is None else codec.decode(rec.value)
-    return last
+    values = await stack.session_values(session_id)
+    last = values[-1] if values else None
+    return None if last is None else Codecs.create(s, topic_specs(s)).session.decode(last)
 
 
 async def test_a_broadcast_is_stored_rotated_ended_and_survives_a_resume_on_another_gateway(stack: Stack) -> None:

@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 
 from babelstream.client import stream_audio
 from tests.audio import librivox, wer
-from tests.stack import Service, Stack, http_json, http_text
+from tests.stack import Service, Stack, http_json, http_text, recv_type
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -20,14 +20,6 @@ START = {"type": "start", "sample_rate": 16000}
 
 async def recv_json(ws, timeout_s: float = 10.0) -> dict:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
-
-
-async def recv_type(ws, kind: str, timeout_s: float = 10.0) -> dict:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            msg = json.loads(await ws.recv())
-            if msg["type"] == kind:
-                return msg
 
 
 BAD_TEXT = [
@@ -77,7 +69,7 @@ async def test_bad_audio_frames(stack: Stack) -> None:
         assert (await recv_json(ws))["code"] == "already_started"
         await ws.send(np.random.default_rng(0).bytes(12345))  # odd-sized garbage is carried, not fatal
         await ws.send(json.dumps({"type": "ping"}))
-        assert (await recv_type(ws, "pong"))["type"] == "pong"
+        assert (await recv_type(ws, "pong", timeout_s=10))["type"] == "pong"
 
 
 async def test_a_text_frame_is_measured_in_bytes_not_characters(stack: Stack) -> None:
@@ -225,7 +217,7 @@ async def test_results_produced_while_disconnected_are_delivered_on_resume(stack
         for off in range(0, len(pcm), 3200):
             await ws.send(pcm[off : off + 3200])
         await ws.send(json.dumps({"type": "flush"}))
-        await recv_type(ws, "utterance_end")
+        await recv_type(ws, "utterance_end", timeout_s=10)
     # the client is gone; wait until its final is on the results topic
     s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix, results_partitions=2)
     topics = topic_specs(s)

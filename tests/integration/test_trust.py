@@ -27,21 +27,13 @@ from streams.deadletter import DeadLetters
 from streams.reader import read_range, topic_partitions
 from streams.topics import Codecs, topic_specs
 from tests.audio import librivox, normalize, silence, wer
-from tests.stack import Service, Stack, http_json, http_text
+from tests.stack import Service, Stack, http_json, http_text, recv_type
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
 CLIP_A, CLIP_B = "sense_and_sensibility_01_austen_64kb-0880", "sense_and_sensibility_01_austen_64kb-0930"
 FRAME = 3200  # 100 ms at 16 kHz PCM16
-
-
-async def recv_type(ws: ClientConnection, kind: str, timeout_s: float = 15.0) -> dict[str, Any]:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            msg = json.loads(await ws.recv())
-            if msg["type"] == kind:
-                return msg
 
 
 async def begin(url: str, **start: Any) -> tuple[ClientConnection, dict[str, Any]]:
@@ -316,13 +308,8 @@ async def test_worker_web_ports_are_loopback_only_and_serve_health_and_metrics_o
 
 
 async def tombstoned(stack: Stack, session_id: str) -> bool:
-    s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix)
-    topic = topic_specs(s).sessions.name
-    last = b"state"
-    async for rec in read_range(stack.bootstrap, await topic_partitions(stack.bootstrap, topic, session_id)):
-        if rec.key == session_id.encode():
-            last = rec.value
-    return last is None
+    values = await stack.session_values(session_id)
+    return bool(values) and values[-1] is None
 
 
 async def test_unused_sessions_are_tombstoned_after_their_ttl(stack: Stack) -> None:

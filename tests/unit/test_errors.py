@@ -20,8 +20,6 @@ def _own_error_classes() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for package in ("schemas", "core", "streams", "gateway"):
         for info in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
-            if info.name.startswith(("core.engines.whisper", "core.analytics")):
-                continue  # heavy imports, no error classes
             module = importlib.import_module(info.name)
             for name, obj in inspect.getmembers(module, inspect.isclass):
                 if obj.__module__ == info.name and issubclass(obj, BaseException):
