@@ -24,7 +24,7 @@ from streams.topics import session_key
 
 log = logging.getLogger(__name__)
 
-TRANSLATIONS = Counter("babelstream_translations_total", "Translations produced", ["backend", "kind"])
+TRANSLATIONS = Counter("babelstream_translations_total", "Translations produced", ["backend", "kind", "target"])
 ERRORS = Counter("babelstream_translation_errors_total", "Translations that failed", ["code"])
 PROCESSING_S = Histogram("babelstream_translation_seconds", "Backend time per call (one language pair)")
 BATCH = Histogram("babelstream_translation_batch_size", "Texts per backend call", buckets=(1, 2, 4, 8, 16, 32, 64))
@@ -55,6 +55,8 @@ def register_translate_agent(sa: StreamApp, router: TranslationRouter) -> None:
                 if out.error is not None:
                     ERRORS.labels(out.error.code).inc()
                 elif out.translation is not None:
-                    TRANSLATIONS.labels(out.translation.backend, out.kind.value.lower()).inc()
+                    TRANSLATIONS.labels(
+                        out.translation.backend, out.kind.value.lower(), out.translation.target_lang
+                    ).inc()
                 fut = await sa.results_out_topic.send(key=session_key(out.session_id), value=codecs.result.encode(out))
                 await fut

@@ -112,6 +112,20 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="a session's state is deleted (tombstoned) this long after its last use"
     )
 
+    # --- Broadcasts --------------------------------------------------------------------------------
+    max_viewers: int = Field(default=5000, ge=0, description="viewers one gateway serves (apart from MAX_SESSIONS)")
+    max_viewers_per_broadcast: int = Field(
+        default=2000, ge=1, description="viewers of one broadcast, on every gateway together"
+    )
+    max_broadcast_langs: int = Field(
+        default=8, ge=1, le=32, description="languages one broadcast is translated into for its viewers"
+    )
+    broadcast_lang_grace_s: float = Field(
+        default=60.0, gt=0, description="a language nobody watches any more is translated for this long still"
+    )
+    viewer_queue_max: int = Field(default=512, ge=8, description="captions buffered per viewer; past it: dropped")
+    viewer_start_timeout_s: float = Field(default=10.0, gt=0, description="a viewer must send watch within this")
+
     # --- Access -------------------------------------------------------------------------------------
     auth: Literal["auto", "required", "off"] = Field(
         default="auto", description="auto: required when the gateway listens beyond loopback or keys are set"

@@ -2,7 +2,8 @@
 
 A browser's Origin must be on loopback, in ``PUBLIC_HOSTS`` or in ``ALLOWED_ORIGINS`` (a page that
 rebinds its own name to this host cannot pass as it: ``gateway.auth.origin_allowed``); duplicate
-``Host``, ``Origin`` or ``Authorization`` headers are a 400. The principal a credential stands for is
+``Host``, ``Origin`` or ``Authorization`` headers are a 400. Viewers (the ``/watch`` path) need no
+credential. The principal a credential stands for is
 kept for the connection's handler (:meth:`Handshake.principal_of`), never set on the connection itself.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ssl
 from http import HTTPStatus
+from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
 from websockets.asyncio.server import ServerConnection
@@ -20,6 +22,7 @@ from gateway import metrics as m
 from gateway.auth import ANONYMOUS, Authenticator, AuthError, Principal, origin_allowed
 
 SINGLE_HEADERS = ("Host", "Origin", "Authorization")
+WATCH_PATH = "/watch"  # broadcast viewers (``gateway.watch``)
 
 
 class Handshake:
@@ -44,6 +47,8 @@ class Handshake:
             return connection.respond(
                 HTTPStatus.FORBIDDEN, "this Origin is neither on loopback nor in PUBLIC_HOSTS or ALLOWED_ORIGINS\n"
             )
+        if urlsplit(request.path).path == WATCH_PATH:
+            return None  # viewers need no credential: the viewer token they send is the broadcast's own
         try:
             self._principals[connection] = self.auth.authenticate(request.headers.get("Authorization"), request.path)
         except AuthError as e:

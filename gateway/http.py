@@ -2,8 +2,9 @@
 
 ``/healthz`` (:class:`Health`: 200 only when this gateway can take a new session), ``/metrics``
 (Prometheus; behind the credentials when ``METRICS_AUTH``), ``/languages`` (every language, and the
-translation routes from each), ``/config.json`` and ``/`` (the web client), and the OpenAI-compatible
-audio API (``/v1/...``, :mod:`gateway.openai_api`). A request whose client hangs up is cancelled: an
+translation routes from each), ``/config.json`` and ``/`` (the web client), the OpenAI-compatible
+audio API (``/v1/audio/...``, :mod:`gateway.openai_api`) and broadcast viewers over Server-Sent Events
+(``/v1/broadcasts/{id}/events``, :mod:`gateway.watch`). A request whose client hangs up is cancelled: an
 API upload's session then ends at once.
 """
 
@@ -20,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.auth import Authenticator, AuthError
 from gateway.openai_api import AudioApi
+from gateway.watch import ViewerEvents
 from schemas.langs import LANGUAGES
 
 UPLOAD_OVERHEAD_BYTES = 1 << 20  # a multipart form's fields and boundaries beside its file
@@ -57,6 +59,7 @@ class GatewayHttp:
     def __init__(
         self,
         api: AudioApi,
+        viewer_events: ViewerEvents,
         auth: Authenticator,
         health: Callable[[], Health],
         client_config: Callable[[], dict[str, Any]],
@@ -66,6 +69,7 @@ class GatewayHttp:
         max_upload_bytes: int,
     ) -> None:
         self.api = api
+        self.viewer_events = viewer_events
         self.auth = auth
         self.health = health
         self.client_config = client_config
@@ -77,6 +81,7 @@ class GatewayHttp:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_upload_bytes + UPLOAD_OVERHEAD_BYTES)
         self.api.add_routes(app)
+        self.viewer_events.add_routes(app)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/config.json", self._config)

@@ -29,3 +29,17 @@ OUTBOX_OVERFLOWS = Counter(
     "babelstream_gateway_outbox_overflows_total",
     "Sessions ended because more speech waited for Kafka than OUTAGE_BUFFER_S",
 )
+VIEWERS = Gauge("babelstream_gateway_viewers", "Broadcast viewers connected (WebSocket and SSE)")
+BROADCASTS = Gauge("babelstream_gateway_broadcasts_watched", "Broadcasts with viewers on this gateway")
+VIEWERS_REFUSED = Counter("babelstream_gateway_viewers_refused_total", "Viewers not let in", ["reason"])
+VIEWERS_DROPPED = Counter("babelstream_gateway_viewers_dropped_total", "Viewers closed by the gateway", ["reason"])
+CAPTIONS = Counter(
+    "babelstream_gateway_captions_total", "Captions made for viewers (once per language)", ["type", "lang"]
+)
+BACKLOG_CAPTIONS = Counter(
+    "babelstream_gateway_backlog_captions_total", "Captions of the transcript so far sent to joining viewers"
+)
+CHANNEL_LOADS = Counter(
+    "babelstream_gateway_caption_loads_total",
+    "Transcripts read from the results topic for a language's first viewer here",
+)

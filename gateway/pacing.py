@@ -28,3 +28,25 @@ class AudioPacer:
         self.at_s = now_s
         self.level_s -= audio_s
         return 0.0 if self.level_s >= 0 else -self.level_s / self.factor
+
+
+class KeyPacers:
+    """A session's own pacer, and one for all sessions of each key together (KEY_REALTIME_FACTOR)."""
+
+    def __init__(self, session_factor: float, key_factor: float, burst_s: float) -> None:
+        self.session_factor = session_factor
+        self.key_factor = key_factor
+        self.burst_s = burst_s
+        self._keys: dict[str, AudioPacer] = {}
+
+    def delay(self, own: AudioPacer | None, key: str | None, audio_s: float, now_s: float) -> tuple[float, str]:
+        """Seconds to hold ``audio_s`` of a session's audio back (``key``: its key's name, None when it
+        has none), and the limit that holds it, in words."""
+        delay_s = own.take(audio_s, now_s) if own is not None else 0.0
+        limit = f"{self.session_factor:g}x real time"
+        if key is None or not self.key_factor:
+            return delay_s, limit
+        pacer = self._keys.setdefault(key, AudioPacer(self.key_factor, self.burst_s))
+        if (key_delay_s := pacer.take(audio_s, now_s)) > delay_s:
+            return key_delay_s, f"{self.key_factor:g}x real time for all sessions of this key"
+        return delay_s, limit

@@ -1,7 +1,9 @@
 """Fan-out of the results topic to WebSocket clients.
 
 Every gateway instance reads all partitions of the results topic (no consumer group, from the end at
-start-up) and hands each result to the connection that owns its session, if that connection is here.
+start-up) and hands each result, with its offset (a session's results are in one partition: the offset
+orders them), to the connection that owns its session if that connection is here, and to the
+broadcast's viewers here.
 A poison record is dead-lettered and delivery goes on (``streams.follower``).
 """
 
@@ -18,7 +20,12 @@ from streams.topics import Codecs
 
 class ResultRouter:
     def __init__(
-        self, bootstrap: Kafka, topic: str, codecs: Codecs, deliver: Callable[[Result], None], dead_letters: DeadLetters
+        self,
+        bootstrap: Kafka,
+        topic: str,
+        codecs: Codecs,
+        deliver: Callable[[Result, int], None],
+        dead_letters: DeadLetters,
     ) -> None:
         self.deliver = deliver
         self._follower = TopicFollower(bootstrap, topic, codecs.result, self._on_record, dead_letters, from_start=False)
@@ -27,9 +34,9 @@ class ResultRouter:
     def running(self) -> bool:
         return self._follower.running
 
-    def _on_record(self, key: bytes | None, result: Result | None) -> None:
+    def _on_record(self, key: bytes | None, result: Result | None, offset: int) -> None:
         assert result is not None  # no tombstones on the results topic: a null value is dead-lettered
-        self.deliver(result)
+        self.deliver(result, offset)
 
     async def start(self, timeout_s: float = 30.0) -> None:
         await self._follower.start(timeout_s)

@@ -29,16 +29,19 @@ from core.settings import Settings
 from gateway import metrics as m
 from gateway.admission import Admission
 from gateway.auth import ANONYMOUS, Authenticator, Principal
+from gateway.delivery import MissedResults, deliver_to
 from gateway.handshake import Handshake, server_tls
 from gateway.http import GatewayHttp, Health
 from gateway.link import ClientLink
 from gateway.openai_api import AudioApi
 from gateway.outbox import Outbox, Outboxes, OutboxFull
-from gateway.pacing import AudioPacer
+from gateway.pacing import KeyPacers
 from gateway.results import ResultRouter
 from gateway.session import Output, Produce, SaveState, ToClient
 from gateway.store import SessionStore
 from gateway.upkeep import KafkaWatch, keep_sessions
+from gateway.viewers import Viewers
+from gateway.watch import ViewerEvents
 from gateway.websocket import WebSocketClients
 from schemas.messages import ErrorMsg, Start
 from schemas.records import (
@@ -46,20 +49,17 @@ from schemas.records import (
     PCM16_SAMPLE_BYTES,
     AudioEventKind,
     Result,
-    ResultKind,
     SessionState,
-    now_ms,
 )
 from streams.deadletter import DeadLetters
 from streams.endpoint import KafkaEndpoint
 from streams.errors import KafkaUnavailable
+from streams.follower import TopicFollower
 from streams.producer import EventProducer
-from streams.reader import read_session_results
+from streams.reader import read_session_positions, read_session_results
 from streams.topics import Codecs, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
-
-BACKFILL_MARGIN_MS = 60_000  # results up to this long before the disconnect are looked at again
 
 
 class Gateway:
@@ -78,9 +78,39 @@ class Gateway:
             self.dead_letters,
             self._on_state,
             delete=self.producer.delete_session,
+            on_gone=lambda state: self.viewers.session_gone(state),
         )
         self.router = ResultRouter(self.kafka, self.topics.results.name, self.codecs, self.deliver, self.dead_letters)
+        translation_router = TranslationRouter.from_settings(settings)
+        self.viewers = Viewers(
+            settings,
+            self.gateway_id,
+            self.store,
+            # a broadcast's results so far (an unreadable one is only logged: the fan-out dead-letters it)
+            lambda sid: read_session_positions(
+                self.kafka, self.topics.results.name, self.codecs, sid, DeadLetters("viewers", None)
+            ),
+            self.producer.send_audience,
+            self.producer.delete_audience,
+            translation_router.readable_table().__getitem__,
+            self._audience_changed,
+        )
+        self.audiences = TopicFollower(
+            self.kafka,
+            self.topics.audiences.name,
+            self.codecs.audience,
+            self.viewers.audience_record,
+            self.dead_letters,
+            from_start=True,
+            tombstones=True,
+        )
         self.clients: dict[str, ClientLink] = {}  # started sessions, by session id
+        self.missed = MissedResults(
+            lambda sid, since_ms: read_session_results(
+                self.kafka, self.topics.results.name, self.codecs, sid, self.dead_letters, since_ms
+            ),
+            self.clients.get,
+        )
         self.kafka_watch = KafkaWatch(self.producer.kafka_reachable)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -88,14 +118,17 @@ class Gateway:
         self.outboxes = Outboxes(limit_bytes, settings.kafka_write_timeout_s, settings.outage_buffer_s)
         self.auth = Authenticator.from_settings(settings)
         self.websocket = WebSocketClients(
-            self, Handshake(self.auth, settings.allowed_origins, settings.public_hosts, settings.gateway_host)
+            self,
+            Handshake(self.auth, settings.allowed_origins, settings.public_hosts, settings.gateway_host),
+            self.viewers,
         )
         self.http = GatewayHttp(
             AudioApi(self),
+            ViewerEvents(self.viewers),
             self.auth,
             self.health,
             lambda: {"ws_port": self.port, "tls": self.tls is not None, "auth": self.auth.required},
-            TranslationRouter.from_settings(settings).routes(),  # what GET /languages says
+            translation_router.routes(),  # what GET /languages says
             metrics_auth=settings.metrics_auth,
             max_upload_bytes=settings.api_max_upload_bytes,
         )
@@ -103,7 +136,7 @@ class Gateway:
             settings.max_sessions, settings.max_sessions_per_key, settings.max_unstarted_connections
         )
         self._last_epoch = 0  # epochs given out here only grow: two connections never share one
-        self.key_pacers: dict[str, AudioPacer] = {}  # audio of all sessions of one key (KEY_REALTIME_FACTOR)
+        self.pacers = KeyPacers(settings.max_realtime_factor, settings.key_realtime_factor, settings.audio_burst_s)
         self.tls = server_tls(settings)
         self._silero_path = find_silero_model(settings.silero_model_path) if settings.vad_vote != "webrtc" else None
         self._ws: Server | None = None
@@ -116,8 +149,10 @@ class Gateway:
         await self.producer.start()
         await self.store.start()
         await self.router.start()
+        await self.audiences.start()
         self._tasks = [
             asyncio.create_task(self.kafka_watch.run(), name="kafka-probe"),
+            asyncio.create_task(self.viewers.run(), name="viewers"),
             asyncio.create_task(
                 keep_sessions(
                     self.s.session_resume_ttl_s,
@@ -158,6 +193,8 @@ class Gateway:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await self.viewers.stop()
+        await self.audiences.stop()
         await self.router.stop()
         await self.store.stop()
         await self.producer.stop()
@@ -214,12 +251,8 @@ class Gateway:
     async def pace(self, conn: ClientLink, audio_s: float) -> None:
         """Hold the frame back while its session, or all sessions of its key together, send audio faster
         than their limit; the client is told once."""
-        now_s = asyncio.get_running_loop().time()
-        delay_s = conn.pacer.take(audio_s, now_s) if conn.pacer is not None else 0.0
-        limit = f"{self.s.max_realtime_factor:g}x real time"
-        key_pacer = self._key_pacer(conn.principal)
-        if key_pacer is not None and (key_delay_s := key_pacer.take(audio_s, now_s)) > delay_s:
-            delay_s, limit = key_delay_s, f"{self.s.key_realtime_factor:g}x real time for all sessions of this key"
+        key = None if conn.principal is ANONYMOUS else conn.principal.name
+        delay_s, limit = self.pacers.delay(conn.pacer, key, audio_s, asyncio.get_running_loop().time())
         if delay_s <= 0:
             return
         m.PACED_S.inc(delay_s)
@@ -233,13 +266,6 @@ class Gateway:
                 )
             )
         await conn.hold(delay_s)
-
-    def _key_pacer(self, who: Principal) -> AudioPacer | None:
-        if who is ANONYMOUS or not self.s.key_realtime_factor:
-            return None
-        if who.name not in self.key_pacers:
-            self.key_pacers[who.name] = AudioPacer(self.s.key_realtime_factor, self.s.audio_burst_s)
-        return self.key_pacers[who.name]
 
     async def begin(self, conn: ClientLink, msg: Start) -> list[Output]:
         session = conn.session
@@ -264,9 +290,9 @@ class Gateway:
         assert session.session_id is not None
         self.admission.started(conn, conn.principal)
         self.clients[session.session_id] = conn
+        self._audience_changed(session.session_id)  # a resumed broadcast's viewers may read other languages
         if prior is not None:  # results that came while the client was away
-            conn.backfill_since_ms = prior.updated_at_ms - BACKFILL_MARGIN_MS
-            conn.backfill_after_segment = -1 if msg.received_up_to is None else msg.received_up_to
+            MissedResults.expect(conn, prior, msg.received_up_to)
         return outputs
 
     async def _stored_state(self, session_id: str) -> SessionState | None:
@@ -307,10 +333,20 @@ class Gateway:
                 del self.clients[sid]  # it is closing; it writes no state and gets no results any more
 
     def _on_state(self, state: SessionState) -> None:
-        """A newer state of a session connected here means another gateway took it over."""
+        """A newer state of a session connected here means another gateway took it over; a broadcast's
+        newer state may let go of its viewers (a rotated token, an ended broadcast)."""
         conn = self.clients.get(state.session_id)
         if conn is not None and state.epoch > conn.session.epoch:
             self._spawn(self._supersede(conn))
+        self.viewers.state_changed(state)
+
+    def _audience_changed(self, session_id: str | None) -> None:
+        """Viewers of a broadcast changed somewhere (None: any may have, as time passed): its speaker's
+        session, if here, asks for the languages they read."""
+        conns = [self.clients.get(session_id)] if session_id is not None else list(self.clients.values())
+        for conn in conns:
+            if conn is not None and conn.session.broadcasting:
+                conn.session.audience_langs = self.viewers.audience_langs(conn.session.session_id or "")
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """A background task that is kept until it ends and whose failure is logged."""
@@ -349,46 +385,15 @@ class Gateway:
         return conn.outbox
 
     def backfill(self, conn: ClientLink) -> None:
-        """After a resumed session's ``ready``: deliver the results produced while it was away, in a task
-        of the link's own (cancelled when it is released)."""
-        if conn.backfill_since_ms is not None:
-            conn.backfill_task = asyncio.create_task(self._backfill(conn, conn.backfill_since_ms))
-            conn.backfill_since_ms = None
+        self.missed.start(conn)
 
-    async def _backfill(self, conn: ClientLink, since_ms: int) -> None:
-        """Deliver a resumed session's results produced while it was disconnected (duplicates are dropped)."""
-        sid = conn.session.session_id
-        assert sid is not None
-        try:
-            results = await read_session_results(
-                self.kafka, self.topics.results.name, self.codecs, sid, self.dead_letters, since_ms
-            )
-        except Exception:
-            log.exception("backfill of session %s failed", sid)
-            return
-        for r in results:
-            if (
-                r.kind is not ResultKind.REALTIME
-                and r.utterance_index > conn.backfill_after_segment
-                and self.clients.get(sid) is conn
-            ):
-                self._deliver_to(conn, r, observe_latency=False)
-
-    def deliver(self, result: Result) -> None:
+    def deliver(self, result: Result, position: int) -> None:
         if result.version != "live":
             return
         conn = self.clients.get(result.session_id)
         if conn is not None:
-            self._deliver_to(conn, result)
-
-    def _deliver_to(self, conn: ClientLink, result: Result, observe_latency: bool = True) -> None:
-        msg = conn.session.result(result)
-        if msg is None:
-            return
-        conn.enqueue(msg)
-        m.RESULTS.labels(msg.type).inc()
-        if observe_latency and result.audio_created_at_ms and result.kind is not ResultKind.ERROR:
-            m.RESULT_LATENCY_S.labels(msg.type).observe(max(0, now_ms() - result.audio_created_at_ms) / 1000)
+            deliver_to(conn, result)
+        self.viewers.deliver(result, position)
 
 
 def _log_failed_task(task: asyncio.Task[None]) -> None:

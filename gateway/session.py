@@ -15,7 +15,7 @@ from core.audio.resample import AudioFormatError
 from core.audio.segmenter import Chunk, End, Pause, SegmenterConfig, SegmentEvent
 from core.audio.vad import DualVad
 from core.settings import Settings
-from gateway.broadcast import VIEWER_TOKEN_BYTES, announce, new_broadcast
+from gateway.broadcast import announce, asked, broadcasting, carry_or_begin, control, wanted
 from schemas.messages import (
     TRANSLATION_ERRORS,
     Control,
@@ -114,10 +114,16 @@ class ClientSession:
         self._dropped: set[int] = set()
         self._overload_reported = False
         self.audio_bytes_in = 0
+        self.audience_langs: list[str] = []  # a broadcast's viewers read these (the server keeps it current)
 
     @property
     def started(self) -> bool:
         return self.pipeline is not None
+
+    @property
+    def broadcasting(self) -> bool:
+        """A broadcast that has not ended: its viewers' languages are translated too."""
+        return self.state is not None and broadcasting(self.state)
 
     def _pipeline(self, before: str) -> SpeechPipeline:
         """The started session's speech pipeline; ``not_started`` before its ``start``."""
@@ -187,7 +193,7 @@ class ClientSession:
             prompt=msg.prompt,
             hotwords=msg.hotwords,
         )
-        viewer_token = self._broadcast(msg, prior)
+        viewer_token = carry_or_begin(self.state, msg, prior, self._secret)
         self.realtime = msg.realtime
         try:
             self.pipeline = SpeechPipeline(
@@ -236,41 +242,9 @@ class ClientSession:
             )
         return [*out, SaveState(self.state, durable=True), ToClient(ready)]
 
-    def _broadcast(self, msg: Start, prior: SessionState | None) -> str | None:
-        """A resumed broadcast goes on as it was; a ``broadcast`` start begins one. Returns a new viewer
-        token (None for a public broadcast, or one begun earlier: only its digest is kept)."""
-        st = self.state
-        assert st is not None
-        if prior is not None and prior.broadcast_id is not None:
-            st.broadcast_id, st.viewer_token_sha256 = prior.broadcast_id, prior.viewer_token_sha256
-            st.broadcast_ended = prior.broadcast_ended
-            return None
-        if not msg.broadcast:
-            return None
-        made = new_broadcast(self._secret, msg.public)
-        st.broadcast_id = made.broadcast_id
-        st.viewer_token_sha256 = None if made.viewer_token is None else secret_digest(made.viewer_token)
-        return made.viewer_token
-
     def _broadcast_control(self, msg: RotateViewerToken | EndBroadcast) -> list[Output]:
-        st = self.state
-        assert st is not None
-        if st.broadcast_id is None:
-            raise ProtocolError(
-                "not_broadcast", f"{msg.type}: this session is not broadcast (start it with broadcast=true)"
-            )
-        if st.broadcast_ended:
-            raise ProtocolError("broadcast_ended", f"{msg.type}: the broadcast has ended")
-        token = None
-        if isinstance(msg, RotateViewerToken):
-            if st.viewer_token_sha256 is None:
-                raise ProtocolError("invalid_message", "rotate_viewer_token: a public broadcast has no viewer token")
-            token = self._secret(VIEWER_TOKEN_BYTES)
-            st.viewer_token_sha256 = secret_digest(token)
-        else:
-            st.broadcast_ended = True
-        told = announce(st, token)
-        assert told is not None
+        assert self.state is not None
+        told = control(self.state, msg, self._secret)
         # stored before the speaker hears of it: no viewer is let in by the old token once it has the new one
         return [*self._save(durable=True), ToClient(told)]
 
@@ -398,14 +372,15 @@ class ClientSession:
                     st.next_utterance_index = idx + 1
                 continue
             assert self.session_id is not None
+            target_lang, target_langs, translate = wanted(st, self.audience_langs)
             event = partial(  # what every event of this utterance carries
                 AudioEvent,
                 session_id=self.session_id,
                 utterance_index=idx,
                 source_lang=st.source_lang,
-                target_lang=st.target_lang,
-                target_langs=st.targets,
-                translate=st.translate,
+                target_lang=target_lang,
+                target_langs=target_langs,
+                translate=translate,
                 gateway_id=self.gateway_id,
                 utterance_id=uid,
                 realtime=self.realtime,
@@ -461,7 +436,10 @@ class ClientSession:
 
     # -- results ----------------------------------------------------------------------------------
     def result(self, r: Result) -> ServerMessage | None:
-        """The client message for a result of this session, or None for duplicates and unwanted kinds."""
+        """The client message for a result of this session, or None for duplicates, unwanted kinds and a
+        broadcast's translations for its viewers only."""
+        if self.state is not None and not asked(self.state, r):
+            return None
         if r.kind is ResultKind.REALTIME:
             if not self.realtime or (ResultKind.FINAL, r.utterance_id, None) in self.delivered:
                 return None

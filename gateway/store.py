@@ -35,10 +35,14 @@ class SessionStore:
         dead_letters: DeadLetters,
         on_change: Callable[[SessionState], None] | None = None,
         delete: Callable[[str, int | None], Awaitable[object]] | None = None,
+        on_gone: Callable[[SessionState], None] | None = None,
     ) -> None:
         """``delete(session_id, partition)`` tombstones a session (in that partition, None: its key's);
-        unset: unreadable states are only dead-lettered."""
+        unset: unreadable states are only dead-lettered; ``on_gone(state)``: a broadcast session's state was
+        tombstoned (its last state)."""
         self.states: dict[str, SessionState] = {}
+        self.broadcasts: dict[str, str] = {}  # broadcast id -> session id
+        self.on_gone = on_gone
         self.on_change = on_change
         self.delete = delete
         self._follower = TopicFollower(
@@ -58,16 +62,22 @@ class SessionStore:
             log.warning("session %s: its last state is unreadable (%s); tombstoning it", sid, error)
             await self.delete(sid, partition)  # where the record is: a writer may have put it off its key's
 
-    def _on_record(self, key: bytes | None, state: SessionState | None) -> None:
+    def _on_record(self, key: bytes | None, state: SessionState | None, offset: int) -> None:
         sid = key.decode(errors="replace") if key else ""
         if state is None:
-            self.states.pop(sid, None)  # tombstone
+            gone = self.states.pop(sid, None)  # tombstone
+            if gone is not None and gone.broadcast_id is not None:
+                self.broadcasts.pop(gone.broadcast_id, None)
+                if self.on_gone is not None:
+                    self.on_gone(gone)
             return
         known = self.states.get(sid)
         if known is not None and state.epoch < known.epoch:
             log.info("ignoring a stale state of session %s (epoch %d < %d)", sid, state.epoch, known.epoch)
             return
         self.states[sid] = state
+        if state.broadcast_id is not None:
+            self.broadcasts[state.broadcast_id] = sid
         if self.on_change is not None:
             self.on_change(state)
 
@@ -85,6 +95,12 @@ class SessionStore:
     async def get(self, session_id: str, timeout_s: float = 10.0) -> SessionState | None:
         await self._follower.wait_caught_up(timeout_s)
         return self.states.get(session_id)
+
+    async def broadcast(self, broadcast_id: str, timeout_s: float = 10.0) -> SessionState | None:
+        """The newest state of the session broadcast as ``broadcast_id`` (caught up first, as :meth:`get`)."""
+        await self._follower.wait_caught_up(timeout_s)
+        sid = self.broadcasts.get(broadcast_id)
+        return None if sid is None else self.states.get(sid)
 
     async def stop(self) -> None:
         await self._follower.stop()

@@ -6,7 +6,8 @@ A connection is a :class:`gateway.connection.WebSocketLink` from the handshake
 against ``MAX_FRAME_BYTES`` (frames over ``OVERSIZE_FACTOR`` times it are refused from their header,
 1009), and handed to the core (:class:`gateway.link.SessionHost`): audio paced and analysed off the event
 loop, messages parsed, ``start`` begun there. It ends on a fatal error, ``START_TIMEOUT_S`` without a
-``start``, ``SESSION_IDLE_TIMEOUT_S`` without a frame, a client that does not read, or a takeover.
+``start``, ``SESSION_IDLE_TIMEOUT_S`` without a frame, a client that does not read, or a takeover. A
+connection to the ``/watch`` path is a broadcast's viewer instead (:mod:`gateway.watch`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from gateway import metrics as m
 from gateway.connection import ClientGone, WebSocketLink
-from gateway.handshake import Handshake
+from gateway.handshake import WATCH_PATH, Handshake
 from gateway.link import SessionHost
 from gateway.pacing import AudioPacer
 from gateway.session import ClientSession, Output
+from gateway.viewers import Viewers
+from gateway.watch import serve_websocket_viewer
 from schemas.messages import ErrorMsg, ProtocolError, Start, parse_client_message
 from streams.errors import KafkaRejected, KafkaUnavailable
 
@@ -35,9 +39,10 @@ OVERSIZE_FACTOR = 2  # frames up to this many times MAX_FRAME_BYTES get frame_to
 
 
 class WebSocketClients:
-    def __init__(self, host: SessionHost, handshake: Handshake) -> None:
+    def __init__(self, host: SessionHost, handshake: Handshake, viewers: Viewers) -> None:
         self.host = host
         self.handshake = handshake
+        self.viewers = viewers
 
     async def serve(self, address: str, port: int, tls: ssl.SSLContext | None) -> Server:
         return await serve(
@@ -52,6 +57,9 @@ class WebSocketClients:
         )
 
     async def handler(self, ws: ServerConnection) -> None:
+        if ws.request is not None and urlsplit(ws.request.path).path == WATCH_PATH:
+            await serve_websocket_viewer(self.viewers, ws)
+            return
         host = self.host
         m.CLIENTS.inc()
         session = ClientSession(host.s, host.gateway_id, host.vad)

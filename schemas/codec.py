@@ -17,12 +17,13 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas import SCHEMA_DIR
 from schemas.errors import BabelstreamError
-from schemas.records import AudioEvent, Result, SessionState
+from schemas.records import Audience, AudioEvent, Result, SessionState
 
 SCHEMA_FILES = {
     "io.babelstream.audio.AudioEvent": "audio_event.avsc",
     "io.babelstream.results.Result": "result.avsc",
     "io.babelstream.sessions.SessionState": "session_state.avsc",
+    "io.babelstream.broadcasts.Audience": "audience.avsc",
 }
 
 
@@ -92,8 +93,8 @@ class UnknownSchema(CodecError):
     may be perfectly good, so it is never deleted for it."""
 
 
-R = TypeVar("R", AudioEvent, Result, SessionState)
-R_co = TypeVar("R_co", AudioEvent, Result, SessionState, covariant=True)
+R = TypeVar("R", AudioEvent, Result, SessionState, Audience)
+R_co = TypeVar("R_co", AudioEvent, Result, SessionState, Audience, covariant=True)
 
 
 class AvroCodec(Generic[R]):

@@ -22,7 +22,8 @@ that failed), so ``except ValueError`` still catches a bad record. The tree::
     ├── BrokerError              the local development broker did not start (streams.broker)
     ├── AuthError                a request is refused: 401 or 403 (gateway.auth)
     ├── ClientGone               the client went away while the gateway waited on it (gateway.connection)
-    └── OutboxFull               more speech waits for Kafka than OUTAGE_BUFFER_S allows (gateway.outbox)
+    ├── OutboxFull               more speech waits for Kafka than OUTAGE_BUFFER_S allows (gateway.outbox)
+    └── LoadOverflow             more live results came while a transcript loaded than held (gateway.captions)
 """
 
 from __future__ import annotations

@@ -154,11 +154,16 @@ def parse_client_message(text: str) -> Start | Control:
     try:
         return _adapter.validate_python(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"][1:]) or "message"
-        msg = str(first.get("ctx", {}).get("error") or first["msg"])
-        code = "unsupported_language" if "language" in msg else "invalid_message"
-        raise ProtocolError(code, f"{raw['type']}: {where}: {msg}") from None
+        raise invalid(raw["type"], e) from None
+
+
+def invalid(kind: str, e: ValidationError, fatal: bool = False) -> ProtocolError:
+    """The client error for a message of type ``kind`` that its model refused, naming the first field."""
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first["loc"][1:]) or "message"
+    msg = str(first.get("ctx", {}).get("error") or first["msg"])
+    code = "unsupported_language" if "language" in msg else "invalid_message"
+    return ProtocolError(code, f"{kind}: {where}: {msg}", fatal)
 
 
 # -- server -> client -----------------------------------------------------------------------------------

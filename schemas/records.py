@@ -283,3 +283,53 @@ class SessionState:
         if self.broadcast_id is not None and not 0 < len(self.broadcast_id) <= 64:
             problems.append(f"broadcast_id of {len(self.broadcast_id)} characters")
         _check(problems)
+
+
+MAX_AUDIENCE_LANGS = 64  # more languages than any gateway's MAX_BROADCAST_LANGS can mean
+
+
+@dataclass(slots=True)
+class WatchedLang:
+    lang: str  # "" is the speaker's own language (never translated)
+    viewers: int  # on the writing gateway now (0: nobody, kept for the grace period)
+    watched_at_ms: int  # last watched there
+
+
+@dataclass(slots=True)
+class Audience:
+    """The viewers one gateway serves of one broadcast, by language (``schemas/audience.avsc``)."""
+
+    SCHEMA: ClassVar[str] = "io.babelstream.broadcasts.Audience"
+
+    broadcast_id: str
+    session_id: str
+    gateway_id: str
+    langs: list[WatchedLang]
+    updated_at_ms: int = field(default_factory=now_ms)
+
+    @property
+    def key(self) -> str:
+        return audience_key(self.broadcast_id, self.gateway_id)
+
+    def to_avro(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_avro(cls, d: dict[str, Any]) -> Audience:
+        audience = cls(**{**d, "langs": [WatchedLang(**x) for x in d["langs"]]})
+        audience.check()
+        return audience
+
+    def check(self) -> None:
+        problems = []
+        if not self.broadcast_id or not self.session_id or not self.gateway_id:
+            problems.append("an empty broadcast_id, session_id or gateway_id")
+        if len(self.langs) > MAX_AUDIENCE_LANGS:
+            problems.append(f"{len(self.langs)} languages (at most {MAX_AUDIENCE_LANGS})")
+        if any(x.viewers < 0 or len(x.lang) > 16 for x in self.langs):
+            problems.append("a language with negative viewers or a code over 16 characters")
+        _check(problems)
+
+
+def audience_key(broadcast_id: str, gateway_id: str) -> str:
+    return f"{broadcast_id}@{gateway_id}"

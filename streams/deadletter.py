@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 from prometheus_client import Counter
 
 from schemas.codec import Codec, CodecError
-from schemas.records import AudioEvent, Result, SessionState, now_ms
+from schemas.records import Audience, AudioEvent, Result, SessionState, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ DEAD_LETTERS = Counter(
 
 Headers = list[tuple[str, bytes]]
 Publish = Callable[[bytes | None, bytes | None, Headers], Awaitable[None]]
-R = TypeVar("R", AudioEvent, Result, SessionState)
+R = TypeVar("R", AudioEvent, Result, SessionState, Audience)
 
 
 class SourceRecord(Protocol):

@@ -36,7 +36,7 @@ class TopicFollower(Generic[R]):
         bootstrap: Kafka,
         topic: str,
         codec: Codec[R],
-        on_record: Callable[[bytes | None, R | None], None],
+        on_record: Callable[[bytes | None, R | None, int], None],
         dead_letters: DeadLetters,
         *,
         from_start: bool,
@@ -44,12 +44,12 @@ class TopicFollower(Generic[R]):
         max_records: int = 500,
         on_unreadable: Callable[[bytes, int, CodecError], Awaitable[None]] | None = None,
     ) -> None:
-        """``on_record(key, record)``; ``record`` is None for a tombstone (only when ``tombstones``);
+        """``on_record(key, record, offset)``; ``record`` is None for a tombstone (only when ``tombstones``);
         ``on_unreadable(key, partition, error)``: an unreadable record, the key's last in its partition,
         was dead-lettered."""
         self.topic = topic
         self.codec: Codec[R] = codec
-        self.on_record: Callable[[bytes | None, R | None], None] = on_record
+        self.on_record: Callable[[bytes | None, R | None, int], None] = on_record
         self.dead_letters = dead_letters
         self.from_start = from_start
         self.tombstones = tombstones
@@ -113,7 +113,7 @@ class TopicFollower(Generic[R]):
                     await self._unreadable(held)
                 return
         try:
-            self.on_record(rec.key, record)
+            self.on_record(rec.key, record, rec.offset)
         except Exception as e:
             log.exception("handling %s failed", self.topic)
             await self.dead_letters.send(rec, e, "handler_failed")

@@ -7,7 +7,7 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.records import MAX_MESSAGE_BYTES, AudioEvent, Result, SessionState
+from schemas.records import MAX_MESSAGE_BYTES, Audience, AudioEvent, Result, SessionState
 from streams.endpoint import Kafka, endpoint
 from streams.errors import delivery, named_kafka_errors
 from streams.topics import Codecs, Topics, session_key
@@ -75,6 +75,19 @@ class EventProducer:
         return delivery(
             await self._producer.send(self.topics.sessions.name, None, key=session_key(session_id), partition=partition)
         )
+
+    @named_kafka_errors
+    async def send_audience(self, audience: Audience) -> asyncio.Future[object]:
+        return delivery(
+            await self._producer.send(
+                self.topics.audiences.name, self.codecs.audience.encode(audience), key=audience.key.encode()
+            )
+        )
+
+    @named_kafka_errors
+    async def delete_audience(self, key: str) -> asyncio.Future[object]:
+        """Tombstone one gateway's audience of a broadcast (nobody watches it there any more)."""
+        return delivery(await self._producer.send(self.topics.audiences.name, None, key=key.encode()))
 
     async def kafka_reachable(self, timeout_s: float = 5.0) -> bool:
         """Whether the cluster answered a metadata request just now."""

@@ -82,15 +82,28 @@ async def read_session_results(
 ) -> list[Result]:
     """A session's results from ``since_ms`` (or the start) to now; an unreadable record is dead-lettered
     and the others are still returned."""
+    return [r for _, r in await read_session_positions(bootstrap, topic, codecs, session_id, dead_letters, since_ms)]
+
+
+async def read_session_positions(
+    bootstrap: Kafka,
+    topic: str,
+    codecs: Codecs,
+    session_id: str,
+    dead_letters: DeadLetters,
+    since_ms: int | None = None,
+) -> list[tuple[int, Result]]:
+    """The same as :func:`read_session_results`, each result with its offset (its position: a session's
+    results are all in one partition)."""
     key = session_id.encode()
-    out: list[Result] = []
+    out: list[tuple[int, Result]] = []
     tps = await topic_partitions(bootstrap, topic, session_id)
     async with aclosing(read_range(bootstrap, tps, since_ms=since_ms)) as records:  # closed when cancelled too
         async for rec in records:
             if rec.key != key:
                 continue
             if (r := await dead_letters.decode(codecs.result, rec)) is not None:
-                out.append(r)
+                out.append((rec.offset, r))
     return out
 
 

@@ -6,12 +6,15 @@
 | ``<prefix>.results.v1``        | session id | Result              | delete, RESULTS_RETENTION_MS |
 | ``<prefix>.results.<tag>.v1``  | session id | Result (replays)    | delete, RESULTS_RETENTION_MS |
 | ``<prefix>.sessions.v1``       | session id | SessionState        | compact                      |
+| ``<prefix>.audiences.v1``      | bcast@gw   | Audience            | compact                      |
 | ``<prefix>.dlq.v1``            | as source  | the bad record as is| delete, AUDIO_RETENTION_MS   |
 
 Keys are the UTF-8 session id, so Kafka's default (murmur2) partitioner keeps a session on one
-partition and its events in order. Partitions bound parallelism: a consumer group uses at most as
-many workers as the audio topic has partitions; :func:`ensure_topics` grows partition counts when the
-settings ask for more (it never shrinks them).
+partition and its events in order. An audience record's key is ``<broadcast_id>@<gateway_id>``: each
+gateway's viewers of a broadcast, superseded by that gateway's next record (``gateway.audience``).
+Partitions bound parallelism: a consumer group uses at most as many workers as the audio topic has
+partitions; :func:`ensure_topics` grows partition counts when the settings ask for more (it never
+shrinks them).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from core.settings import Settings
 from schemas.codec import AvroCodec, Codec, PinnedRegistry
-from schemas.records import MAX_MESSAGE_BYTES, AudioEvent, Result, SessionState
+from schemas.records import MAX_MESSAGE_BYTES, Audience, AudioEvent, Result, SessionState
 from streams.endpoint import Kafka, endpoint
 from streams.errors import named_kafka_errors
 from streams.lifetime import running
@@ -56,10 +59,11 @@ class Topics:
     audio: TopicSpec
     results: TopicSpec
     sessions: TopicSpec
+    audiences: TopicSpec
     dlq: TopicSpec
 
     def all(self) -> list[TopicSpec]:
-        return [self.audio, self.results, self.sessions, self.dlq]
+        return [self.audio, self.results, self.sessions, self.audiences, self.dlq]
 
 
 def results_topic_name(settings: Settings, version: str = "live") -> str:
@@ -91,6 +95,11 @@ def topic_specs(settings: Settings, results_version: str = "live") -> Topics:
             settings.results_partitions,
             {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"},
         ),
+        audiences=TopicSpec(
+            f"{settings.topic_prefix}.audiences.v1",
+            settings.results_partitions,
+            {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"},
+        ),
         dlq=TopicSpec(
             f"{settings.topic_prefix}.dlq.v1",
             1,
@@ -108,6 +117,7 @@ class Codecs:
     audio: Codec[AudioEvent]
     result: Codec[Result]
     session: Codec[SessionState]
+    audience: Codec[Audience]
 
     @classmethod
     def create(cls, settings: Settings, topics: Topics, registry: ConfluentRegistry | None = None) -> Codecs:
@@ -119,12 +129,14 @@ class Codecs:
                 audio=RegistryCodec(AudioEvent, registry, topics.audio.name),
                 result=RegistryCodec(Result, registry, topics.results.name),
                 session=RegistryCodec(SessionState, registry, topics.sessions.name),
+                audience=RegistryCodec(Audience, registry, topics.audiences.name),
             )
         pinned = PinnedRegistry()
         return cls(
             audio=AvroCodec(AudioEvent, pinned, topics.audio.subject),
             result=AvroCodec(Result, pinned, topics.results.subject),
             session=AvroCodec(SessionState, pinned, topics.sessions.subject),
+            audience=AvroCodec(Audience, pinned, topics.audiences.subject),
         )
 
 

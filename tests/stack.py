@@ -143,6 +143,11 @@ class Stack:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.gateway_port}"
 
+    @property
+    def base_url(self) -> str:
+        """The first gateway's HTTP port."""
+        return f"http://127.0.0.1:{self.health_port}"
+
     def wait_healthy(self, services: list[Service] | None = None, timeout_s: float = 120.0) -> None:
         pending = list(services or self.services)
 

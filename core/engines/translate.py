@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -313,6 +314,20 @@ class TranslationRouter:
             for target in LANGUAGES
             if target != source and (route := self.route(source, target)) is not None
         }
+
+    def readable(self, source: str | None) -> frozenset[str]:
+        """The languages speech in ``source`` can be read in: itself and every target it reaches; with the
+        language not said (detected per utterance), every target some language reaches."""
+        if source is not None:
+            return frozenset({source, *self.reachable(source)})
+        return frozenset(target for reach in self.routes().values() for target in reach)
+
+    def readable_table(self) -> dict[str | None, frozenset[str]]:
+        """:meth:`readable` of every language (and None), worked out once; an unknown one reads in none."""
+        table: dict[str | None, frozenset[str]] = defaultdict(frozenset)
+        table.update({source: self.readable(source) for source in LANGUAGES})
+        table[None] = self.readable(None)
+        return table
 
     def routes(self) -> dict[str, dict[str, str]]:
         """For each source language, its reachable targets and their route names (``GET /languages``)."""

@@ -35,7 +35,7 @@ async def test_caught_up_waits_for_a_record_fetched_behind_one_being_dead_letter
         settings.bootstrap,
         topic,
         codecs.session,
-        lambda key, state: seen.__setitem__(key or b"", state),
+        lambda key, state, offset: seen.__setitem__(key or b"", state),
         DeadLetters("test", slow_dead_letter_topic),
         from_start=False,
         tombstones=True,

@@ -12,9 +12,10 @@ import pytest
 from core.audio.vad import DualVad
 from core.settings import load_settings
 from gateway.broadcast import may_watch
-from gateway.session import ClientSession, SaveState, ToClient
+from gateway.session import ClientSession, Produce, SaveState, ToClient
 from schemas.messages import BroadcastOut, ProtocolError, parse_client_message
-from schemas.records import SessionState, secret_digest
+from schemas.records import ErrorInfo, Result, ResultKind, SessionState, Translation, secret_digest
+from tests.audio import librivox
 
 
 def counter() -> Iterator[str]:
@@ -133,3 +134,37 @@ def test_an_ended_broadcast_stays_ended_and_takes_no_more_control() -> None:
 def test_impossible_broadcast_states_read_from_kafka_are_refused(fields: dict) -> None:
     with pytest.raises(ValueError):
         SessionState.from_avro({**SessionState("s", "gw", 16000, 0).to_avro(), **fields})
+
+
+def speech_events(sess: ClientSession) -> list[Produce]:
+    """The audio events of one utterance of speech (then silence) fed through the session."""
+    pcm, _, _ = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    out = sess.audio(pcm) + sess.handle(parse_client_message('{"type": "flush"}'))  # type: ignore[arg-type]
+    return [o for o in out if isinstance(o, Produce)]
+
+
+def test_the_viewers_languages_are_asked_of_the_workers_and_their_translations_kept_from_the_speaker() -> None:
+    sess = session()
+    send(sess, type="start", broadcast=True, source_lang="es", translate=True, target_lang="en")
+    sess.audience_langs = ["pt", "es", "en", "fr"]  # es: the speaker's own, never translated
+    events = speech_events(sess)
+    assert events and all(e.event.targets == ["en", "pt", "fr"] and e.event.translate for e in events)
+
+    def tr(target: str) -> Result:
+        return Result(
+            "s", 0, ResultKind.TRANSLATION, "hola", translation=Translation("es", target, "x", "m"), translate=True
+        )
+
+    assert sess.result(tr("en")) is not None  # asked for by the speaker
+    assert sess.result(tr("pt")) is None  # only the viewers read it
+    err = Result("s", 0, ResultKind.ERROR, "", target_lang="fr", error=ErrorInfo("unsupported_pair", "no"))
+    assert sess.result(err) is None
+    send(sess, type="end_broadcast")
+    assert all(e.event.targets == ["en"] for e in speech_events(sess))  # an ended broadcast: its own only
+
+
+def test_a_silent_broadcast_without_viewers_asks_for_nothing_more() -> None:
+    sess = session()
+    send(sess, type="start", broadcast=True)
+    events = speech_events(sess)
+    assert events and all(e.event.targets == [] and not e.event.translate for e in events)

