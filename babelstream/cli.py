@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -165,6 +166,9 @@ def stream(
     ),
     pace: float = typer.Option(1.0, help="1 = real time, 0 = as fast as possible"),
     api_key: str = typer.Option(None, envvar="BABELSTREAM_API_KEY", help="API key or JWT, if the gateway needs one"),
+    broadcast: bool = typer.Option(False, help="let viewers watch it (the viewer link is printed)"),
+    public: bool = typer.Option(False, help="with --broadcast: viewers need no token"),
+    http_url: str = typer.Option("http://127.0.0.1:8080", help="the gateway's HTTP port, for the viewer link"),
 ) -> None:
     """Stream an audio file to the gateway and print interim, final and translated text."""
     from faster_whisper.audio import decode_audio
@@ -176,9 +180,13 @@ def stream(
     pcm = float_to_pcm16(decode_audio(str(file), sampling_rate=AUDIO_SAMPLE_RATE_HZ))
     targets = [lang.strip() for value in target_lang or [] for lang in value.split(",") if lang.strip()]
 
-    def show(msg: dict[str, object]) -> None:
+    def show(msg: dict[str, Any]) -> None:
         kind = msg.get("type")
-        if kind == "realtime":
+        if kind == "ready" and msg.get("broadcast"):
+            b = msg["broadcast"]
+            query = f"?token={b['viewer_token']}" if b.get("viewer_token") else ""
+            console.print(f"viewers watch at {http_url.rstrip('/')}/watch/{b['broadcast_id']}{query}")
+        elif kind == "realtime":
             console.print(f"[dim]… {escape(str(msg['text']))}[/]")
         elif kind == "final":
             console.print(f"[bold]{msg['utterance_index']}[/] ({msg.get('language')}) {escape(str(msg['text']))}")
@@ -200,8 +208,36 @@ def stream(
             on_message=show,
             timeout_s=3600,
             api_key=api_key,
+            broadcast=broadcast,
+            public=public,
         )
     )
+
+
+@app.command()
+def watch(
+    broadcast_id: str = typer.Argument(..., help="the broadcast_id of the speaker's ready (the viewer link's)"),
+    token: str = typer.Option(None, help="its viewer token (none for a public broadcast)"),
+    lang: str = typer.Option(None, help="read in this language (default: the speaker's)"),
+    url: str = typer.Option("ws://127.0.0.1:5026", help="gateway WebSocket URL"),
+) -> None:
+    """Watch a broadcast: the transcript so far, then its live captions, until it ends."""
+    from rich.markup import escape
+
+    from babelstream.client import watch_broadcast
+
+    def show(msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "final":
+            console.print(f"[bold]{msg['utterance_index']}[/] ({msg.get('lang')}) {escape(str(msg['text']))}")
+        elif kind == "live":
+            console.print("[dim]— live —[/]")
+        elif kind == "ended":
+            console.print("[dim]the broadcast has ended[/]")
+        elif kind == "error":
+            console.print(f"[red]error {msg['code']}: {escape(str(msg['message']))}[/]")
+
+    asyncio.run(watch_broadcast(url, broadcast_id, viewer_token=token, lang=lang, on_message=show))
 
 
 keys = typer.Typer(help="API keys for the gateway (AUTH, API_KEYS, API_KEYS_FILE)")

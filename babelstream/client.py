@@ -12,6 +12,7 @@ from ssl import SSLContext
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from schemas.records import AUDIO_SAMPLE_RATE_HZ, MAX_MESSAGE_BYTES, PCM16_SAMPLE_BYTES
 
@@ -80,6 +81,8 @@ async def stream_audio(
     ssl: SSLContext | None = None,
     prompt: str | None = None,
     hotwords: str | None = None,
+    broadcast: bool = False,
+    public: bool = False,
 ) -> StreamReport:
     """Send 16-bit mono PCM in ``frame_ms`` frames, ``pace`` x real time (0 = as fast as possible),
     then ``stop`` and wait for the finals (and translations) of every utterance."""
@@ -104,6 +107,8 @@ async def stream_audio(
         start_msg["resume_token"] = resume_token
     if received_up_to is not None:
         start_msg["received_up_to"] = received_up_to
+    if broadcast:
+        start_msg.update(broadcast=True, public=public)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     async with (
         asyncio.timeout(timeout_s),
@@ -116,6 +121,8 @@ async def stream_audio(
         report.session_id = ready["session_id"]
         report.resume_token = ready.get("resume_token") or resume_token
         report.messages.append(ready)
+        if on_message is not None:
+            on_message(ready)
         reader = asyncio.create_task(_read(ws, report, on_message))
         t_start = time.monotonic()
         step = sample_rate * PCM16_SAMPLE_BYTES * frame_ms // 1000
@@ -158,3 +165,35 @@ async def _read(
             report.final_after_end_s.append(msg["_t"] - report.audio_end_monotonic)
         if on_message is not None:
             on_message(msg)
+
+
+async def watch_broadcast(
+    url: str,
+    broadcast_id: str,
+    *,
+    viewer_token: str | None = None,
+    lang: str | None = None,
+    on_message: Callable[[dict[str, Any]], None],
+    ssl: SSLContext | None = None,
+) -> None:
+    """Watch a broadcast (the gateway's ``/watch`` path) until it ends, handing every message to
+    ``on_message``; a lost connection is resumed with the last caption's position."""
+    after, retries = -1, 0
+    while True:
+        try:
+            async with connect(f"{url.rstrip('/')}/watch", max_size=MAX_MESSAGE_BYTES, ssl=ssl) as ws:
+                watch = {"type": "watch", "broadcast_id": broadcast_id, "after": after, "lang": lang}
+                await ws.send(json.dumps({**watch, "viewer_token": viewer_token}))
+                async for raw in ws:
+                    msg = json.loads(raw)
+                    retries = 0
+                    if msg["type"] == "final":
+                        after = max(after, msg["position"])
+                    on_message(msg)
+                    if msg["type"] == "ended" or (msg["type"] == "error" and msg.get("fatal")):
+                        return
+        except (OSError, ConnectionClosed):
+            retries += 1
+            if retries > 10:
+                raise
+            await asyncio.sleep(min(10.0, 0.5 * 2**retries))

@@ -30,6 +30,7 @@ class _Watched:
 @dataclass(frozen=True)
 class Tombstone:
     key: str  # nobody watches this broadcast on this gateway any more
+    session_id: str
 
 
 class LocalAudience:
@@ -57,10 +58,23 @@ class LocalAudience:
         w.watched_at_ms[code] = now_ms
         w.changed = True
 
+    def touch(self, broadcast_id: str) -> None:
+        """Write the broadcast's record again now (a final its viewers here read untranslated: the
+        translation workers look again)."""
+        w = self._by_broadcast.get(broadcast_id)
+        if w is not None:
+            w.changed = True
+
     def changed_all(self) -> None:
         """Every record is to be written again (the last writes may have failed)."""
         for w in self._by_broadcast.values():
             w.changed = True
+
+    def langs(self, broadcast_id: str) -> list[str]:
+        """The languages read here now or within the grace period (but the speaker's own): counted
+        against MAX_BROADCAST_LANGS before the others' gateways have read their record."""
+        w = self._by_broadcast.get(broadcast_id)
+        return sorted(code for code in (w.viewers if w else {}) if code != ORIGINAL)
 
     def viewers(self, broadcast_id: str) -> int:
         w = self._by_broadcast.get(broadcast_id)
@@ -77,7 +91,7 @@ class LocalAudience:
                 w.changed = True
             if not w.viewers:
                 del self._by_broadcast[broadcast_id]
-                out.append(Tombstone(audience_key(broadcast_id, self.gateway_id)))
+                out.append(Tombstone(audience_key(broadcast_id, self.gateway_id), w.session_id))
                 continue
             if not w.changed and now_ms - w.written_ms < self.refresh_ms:
                 continue

@@ -18,7 +18,7 @@ of the same ``utterance_index`` replaces the earlier); a result delivered twice 
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from schemas.errors import BabelstreamError
@@ -38,6 +38,7 @@ class Sent:
     type: str
     data: str  # its JSON
     position: int | None = None  # a caption's: the SSE event id
+    untranslated: str | None = None  # a final caption's reason for being the original
 
 
 def caption(r: Result, lang: str | None, position: int) -> CaptionRealtime | CaptionFinal | None:
@@ -46,7 +47,6 @@ def caption(r: Result, lang: str | None, position: int) -> CaptionRealtime | Cap
     own = lang is None or lang == spoken
     common = dict(
         position=position,
-        utterance_id=r.utterance_id,
         utterance_index=r.utterance_index,
         original_text=r.text,
         original_lang=spoken,
@@ -82,7 +82,8 @@ def caption(r: Result, lang: str | None, position: int) -> CaptionRealtime | Cap
 def sent(msg: ViewerOut) -> Sent:
     """A message serialised, with its position (an SSE event's id) when it has one."""
     position = getattr(msg, "position", None)
-    return Sent(msg.type, msg.to_json(), position if isinstance(position, int) else None)
+    reason = msg.untranslated if isinstance(msg, CaptionFinal) else None
+    return Sent(msg.type, msg.to_json(), position if isinstance(position, int) else None, reason)
 
 
 class LoadOverflow(BabelstreamError):
@@ -96,9 +97,12 @@ class CaptionChannel:
         self.lang = lang
         self.loaded = False
         self.position = -1  # of the last result taken in
-        self.history: deque[Sent] = deque(maxlen=history_max)  # finals, in position order
+        self.history_max = history_max
+        # the final caption of each utterance, in position order (a replacement moves to the end)
+        self._history: OrderedDict[str, Sent] = OrderedDict()
         self._waiting: list[tuple[int, Result]] = []  # live results that came during the load
         self._captioned: OrderedDict[str, int] = OrderedDict()  # utterance id -> 1 untranslated, 2 final
+        self.indices: set[int] = set()  # utterance indices with a final caption (bounded as _captioned)
 
     def result(self, position: int, r: Result) -> list[Sent]:
         """A live result: what this language's live viewers get now (nothing while loading)."""
@@ -120,13 +124,22 @@ class CaptionChannel:
         self.loaded = True
         for position, r in waiting:
             self._take(position, r)
-        return list(self.history)
+        return self.history
+
+    @property
+    def history(self) -> list[Sent]:
+        """The final caption of each utterance kept, in position order."""
+        return list(self._history.values())
+
+    def has_finals_before(self, next_index: int) -> bool:
+        """Whether every utterance before ``next_index`` has its final caption here (or none is known)."""
+        return not self.indices or all(i in self.indices for i in range(min(self.indices), next_index))
 
     def since(self, after: int) -> list[Sent]:
         """The finals after position ``after`` (what a joining or reconnecting viewer gets first)."""
         if after < 0:
-            return list(self.history)
-        return [s for s in self.history if s.position is not None and s.position > after]
+            return self.history
+        return [s for s in self._history.values() if s.position is not None and s.position > after]
 
     def _take(self, position: int, r: Result) -> list[Sent]:
         if position <= self.position:
@@ -143,9 +156,14 @@ class CaptionChannel:
                 return []
             self._captioned[r.utterance_id] = rank
             self._captioned.move_to_end(r.utterance_id)
+            self.indices.add(r.utterance_index)
             while len(self._captioned) > SEEN_MAX:
                 self._captioned.popitem(last=False)
+                self.indices.clear()  # past the bound: no longer known (the end of a broadcast waits less)
             item = sent(msg)
-            self.history.append(item)
+            self._history.pop(r.utterance_id, None)
+            self._history[r.utterance_id] = item
+            while len(self._history) > self.history_max:
+                self._history.popitem(last=False)
             return [item]
         return [sent(msg)]

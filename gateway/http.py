@@ -2,7 +2,8 @@
 
 ``/healthz`` (:class:`Health`: 200 only when this gateway can take a new session), ``/metrics``
 (Prometheus; behind the credentials when ``METRICS_AUTH``), ``/languages`` (every language, and the
-translation routes from each), ``/config.json`` and ``/`` (the web client), the OpenAI-compatible
+translation routes from each), ``/config.json``, ``/`` (the web client) and ``/watch/{id}`` (a
+broadcast's viewer page), the OpenAI-compatible
 audio API (``/v1/audio/...``, :mod:`gateway.openai_api`) and broadcast viewers over Server-Sent Events
 (``/v1/broadcasts/{id}/events``, :mod:`gateway.watch`). A request whose client hangs up is cancelled: an
 API upload's session then ends at once.
@@ -92,7 +93,11 @@ class GatewayHttp:
             async def page(_: web.Request) -> web.FileResponse:
                 return web.FileResponse(str(static.joinpath("index.html")))
 
+            async def watch_page(_: web.Request) -> web.FileResponse:
+                return web.FileResponse(str(static.joinpath("watch.html")))
+
             app.router.add_get("/", page)
+            app.router.add_get("/watch/{broadcast_id}", watch_page)
             app.router.add_static("/static/", str(static))
         return app
 

@@ -33,14 +33,17 @@ from schemas.viewers import BroadcastInfo, Ended, Live, ViewerOut, Watch, Watchi
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str | None]  # (session id, language) of a channel
+LOAD_TIMEOUT_S = 60.0  # a transcript not read from the results topic in this long: its viewers are told
+END_DRAIN_S = 15.0  # an ended broadcast's last finals are awaited this long before its viewers get ended
 
 
 class ViewerLink(ABC):
     """One viewer. What it is sent waits in :attr:`items`; its carrier's writer takes them out
     (:meth:`next`). ``None`` ends the stream."""
 
-    def __init__(self, queue_max: int) -> None:
+    def __init__(self, queue_max: int, backlog_max: int = 20_000) -> None:
         self.queue_max = queue_max
+        self.backlog_max = backlog_max  # transcript items waiting, at most (a channel keeps no more)
         self.items: deque[tuple[Sent | None, bool]] = deque()  # (item, of the transcript it joined with)
         self._backlog = 0  # items of the transcript it joined with waiting: not counted against queue_max
         self._ready = asyncio.Event()
@@ -54,9 +57,10 @@ class ViewerLink(ABC):
     def send(self, item: Sent, backlog: bool = False) -> None:
         if self.ended:
             return
-        if backlog:
-            self._backlog += 1
-        elif len(self.items) - self._backlog >= self.queue_max:
+        waiting, limit = (
+            (self._backlog, self.backlog_max) if backlog else (len(self.items) - self._backlog, self.queue_max)
+        )
+        if waiting >= limit:
             self.slow = True
             m.VIEWERS_DROPPED.labels("slow").inc()
             log.info("dropping a slow viewer of %s (%d captions unread)", self.broadcast_id, len(self.items))
@@ -65,6 +69,7 @@ class ViewerLink(ABC):
             self.end()
             self.abort()
             return
+        self._backlog += backlog
         self.items.append((item, backlog))
         self._ready.set()
 
@@ -104,8 +109,8 @@ class Viewers:
         gateway_id: str,
         store: SessionStore,
         read_results: Callable[[str], Awaitable[list[tuple[int, Result]]]],
-        write_audience: Callable[[Audience], Awaitable[object]],
-        delete_audience: Callable[[str], Awaitable[object]],
+        write_audience: Callable[[Audience], Awaitable[Awaitable[object]]],
+        delete_audience: Callable[[str, str], Awaitable[Awaitable[object]]],
         reachable: Callable[[str | None], frozenset[str]],
         on_audience: Callable[[str | None], None],
     ) -> None:
@@ -130,6 +135,8 @@ class Viewers:
         self.members: dict[Key, set[ViewerLink]] = {}
         self._idle_since: dict[Key, float] = {}  # channels nobody reads, since when (loop time)
         self._loads: set[asyncio.Task[None]] = set()
+        self._ending: dict[str, asyncio.Task[None]] = {}  # broadcasts ended, their last finals awaited
+        self._unwritten: list[Tombstone] = []  # tombstones a write failed (written again next round)
         self._wake = asyncio.Event()
 
     # -- admission --------------------------------------------------------------------------------
@@ -215,7 +222,7 @@ class Viewers:
                 f"no translation reaches {lang} from {spoken}; reachable: {', '.join(sorted(reachable)) or 'none'}",
                 fatal=fatal,
             )
-        watched = self._langs(state.session_id)
+        watched = self._langs(state)
         if lang not in watched and len(watched) >= self.s.max_broadcast_langs:
             m.VIEWERS_REFUSED.labels("too_many_languages").inc()
             raise ProtocolError(
@@ -225,11 +232,11 @@ class Viewers:
                 fatal=fatal,
             )
 
-    def _langs(self, session_id: str) -> list[str]:
-        """The languages the broadcast is translated into, this gateway's newest viewers counted."""
-        langs = self.index.langs(session_id, now_ms())
-        mine = [lang for (sid, lang) in self.members if sid == session_id and lang is not None]
-        return list(dict.fromkeys([*langs, *mine]))
+    def _langs(self, state: SessionState) -> list[str]:
+        """The languages the broadcast is translated into: everywhere's, and this gateway's own as they are
+        now (a language a viewer here just left is still in its grace period)."""
+        langs = self.index.langs(state.session_id, now_ms())
+        return list(dict.fromkeys([*langs, *self.local.langs(state.broadcast_id or "")]))
 
     # -- channels ---------------------------------------------------------------------------------
     def _join(self, link: ViewerLink, state: SessionState, lang: str | None) -> None:
@@ -243,7 +250,7 @@ class Viewers:
                 broadcast_id=link.broadcast_id,
                 lang=lang,
                 source_lang=state.source_lang,
-                langs=self._langs(state.session_id),
+                langs=self._langs(state),
                 ended=state.broadcast_ended,
             )
         )
@@ -282,23 +289,27 @@ class Viewers:
         m.BACKLOG_CAPTIONS.inc(len(backlog))
         assert link.key is not None
         state = self.store.states.get(link.key[0])
-        if state is None or state.broadcast_ended:
-            link.end(Ended(broadcast_id=link.broadcast_id or ""))
+        if state is None or (state.broadcast_ended and state.session_id not in self._ending):
+            link.end(Ended(broadcast_id=link.broadcast_id or ""))  # (while it drains, the drain ends it)
 
     async def _load(self, key: Key, channel: CaptionChannel) -> None:
         """Read the transcript so far into a new channel, then give it to the viewers who waited."""
         try:
-            stored = await self.read_results(key[0])
+            async with asyncio.timeout(LOAD_TIMEOUT_S):
+                stored = await self.read_results(key[0])
             channel.load(stored)
         except asyncio.CancelledError:
             raise
-        except Exception as e:
-            log.error("the transcript of session %s could not be read: %s", key[0], e)
-            self._drop_channel(key, channel)
-            for link in list(self.members.get(key, ())):
-                link.end(ErrorMsg(code="unavailable", message="the transcript cannot be read just now", fatal=True))
-                self._leave(link)
+        except Exception as e:  # Kafka away, or a transcript past what a channel holds
+            log.error("the transcript of session %s could not be read: %r", key[0], e)
+            if self.channels.get(key[0], {}).get(key[1]) is channel:
+                self._drop_channel(key, channel)
+                for link in list(self.members.get(key, ())):
+                    link.end(ErrorMsg(code="unavailable", message="the transcript cannot be read just now", fatal=True))
+                    self._leave(link)
             return
+        if self.channels.get(key[0], {}).get(key[1]) is not channel:
+            return  # dropped meanwhile (nobody read it for the grace period): a newer one serves its viewers
         for link in list(self.members.get(key, ())):
             self._caught_up(link, channel)
 
@@ -324,6 +335,10 @@ class Viewers:
                 continue
             for item in items:
                 m.CAPTIONS.labels(item.type, lang or "original").inc()
+                if item.untranslated == "not_requested" and (state := self.store.states.get(r.session_id)):
+                    # made before its gateway heard of this language: the translation workers look again
+                    self.local.touch(state.broadcast_id or "")
+                    self._wake.set()
                 for link in list(self.members.get(key, ())):
                     link.send(item)
 
@@ -345,10 +360,24 @@ class Viewers:
                         )
                     )
                     self._leave(link)
-                elif (
-                    state.broadcast_ended and (channel := self.channels.get(key[0], {}).get(key[1])) and channel.loaded
-                ):
-                    link.end(Ended(broadcast_id=state.broadcast_id))
+        if state.broadcast_ended and state.session_id not in self._ending:
+            task = asyncio.get_running_loop().create_task(self._end(state))
+            self._ending[state.session_id] = task
+            task.add_done_callback(lambda _: self._ending.pop(state.session_id, None))
+
+    async def _end(self, state: SessionState) -> None:
+        """The speaker ended the broadcast: its viewers get the finals still on their way (until every
+        utterance it began has one here, or END_DRAIN_S), then ``ended``."""
+        deadline = asyncio.get_running_loop().time() + END_DRAIN_S
+        while asyncio.get_running_loop().time() < deadline:
+            channels = self.channels.get(state.session_id, {}).values()
+            if all(c.loaded and c.has_finals_before(state.next_utterance_index) for c in channels):
+                break
+            await asyncio.sleep(0.2)
+        for key in [k for k in self.members if k[0] == state.session_id]:
+            if self._loaded(key):
+                for link in list(self.members.get(key, ())):
+                    link.end(Ended(broadcast_id=state.broadcast_id or ""))
                     self._leave(link)
 
     def session_gone(self, state: SessionState) -> None:
@@ -380,15 +409,17 @@ class Viewers:
                 async with asyncio.timeout(min(self.refresh_s, 5.0)):
                     await self._wake.wait()
             self._wake.clear()
-            for record in self.local.due(now_ms()):
+            records, self._unwritten = [*self._unwritten, *self.local.due(now_ms())], []
+            for i, record in enumerate(records):
                 try:
                     if isinstance(record, Tombstone):
-                        await self.delete_audience(record.key)
+                        await (await self.delete_audience(record.key, record.session_id))
                     else:
-                        await self.write_audience(record)
-                except Exception as e:  # Kafka away: the next round writes it again (it is still due)
-                    log.warning("could not write an audience record: %s", e)
+                        await (await self.write_audience(record))
+                except Exception as e:  # Kafka away: the next round writes them again
+                    log.warning("could not write an audience record: %r", e)
                     self.local.changed_all()
+                    self._unwritten = [r for r in records[i:] if isinstance(r, Tombstone)]
                     break
             idle_s = self.s.broadcast_lang_grace_s
             for key, since in list(self._idle_since.items()):
@@ -398,6 +429,7 @@ class Viewers:
             self.on_audience(None)  # languages whose grace ran out
 
     async def stop(self) -> None:
-        for task in list(self._loads):
+        tasks = [*self._loads, *self._ending.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._loads, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,16 +8,20 @@ message or anything unknown closes it (1008). An SSE viewer says in the query wh
 (``lang``, ``token``, ``after``; a reconnecting ``EventSource`` sends ``Last-Event-ID``, which is
 ``after``); each event's ``event:`` is the message type, its ``data:`` the JSON a WebSocket viewer gets,
 its ``id:`` a caption's position. A refusal is an HTTP error with a JSON body, before the stream begins.
-``GET /v1/broadcasts/{broadcast_id}`` (the same token) tells a broadcast's languages, viewers and end.
+``GET /v1/broadcasts/{broadcast_id}`` (the same token) tells a broadcast's languages, viewers and end;
+``GET /watch/{broadcast_id}/qr.png`` (the same token) is the viewer link as a QR code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from http import HTTPStatus
+from urllib.parse import quote, urlencode
 
+import segno
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -30,6 +34,7 @@ from schemas.viewers import SetLang, ViewerPing, Watch, parse_viewer_message, wa
 
 log = logging.getLogger(__name__)
 
+WRITER_DRAIN_S = 60.0  # what a closing viewer was sent may take this long to go out (then it is cut)
 SSE_HEARTBEAT_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 # what a refusal's code is over HTTP
 HTTP_STATUS = {
@@ -53,7 +58,8 @@ class WebSocketViewer(ViewerLink):
         self.ws = ws
 
     def abort(self) -> None:
-        asyncio.get_running_loop().create_task(self.ws.close(1008, "slow_consumer: captions not read in time"))
+        """Close now: a viewer that reads nothing would hold a closing handshake up too."""
+        self.ws.transport.abort()
 
     async def writer(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -109,7 +115,7 @@ async def serve_websocket_viewer(viewers: Viewers, ws: ServerConnection) -> None
         keepalive.cancel()
         viewers.release(link)
         with contextlib.suppress(TimeoutError, ConnectionClosed):
-            await asyncio.wait_for(writer, 5)
+            await asyncio.wait_for(writer, WRITER_DRAIN_S)  # the rest of an ended broadcast's transcript
         writer.cancel()
 
 
@@ -132,13 +138,16 @@ async def _keepalive(ws: ServerConnection, interval_s: float, timeout_s: float) 
 
 
 class SseViewer(ViewerLink):
-    def __init__(self, queue_max: int) -> None:
+    def __init__(self, queue_max: int, request: web.Request) -> None:
         super().__init__(queue_max)
-        self.response: web.StreamResponse | None = None
+        self.request = request
         self.aborted = asyncio.Event()
 
     def abort(self) -> None:
+        """Drop the connection at once: a write it is stuck in (the client reads nothing) fails now."""
         self.aborted.set()
+        if self.request.transport is not None:
+            self.request.transport.abort()
 
 
 class ViewerEvents:
@@ -150,6 +159,22 @@ class ViewerEvents:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/broadcasts/{broadcast_id}", self.describe)
         app.router.add_get("/v1/broadcasts/{broadcast_id}/events", self.events)
+        app.router.add_get("/watch/{broadcast_id}/qr.png", self.qr_code)
+
+    async def qr_code(self, request: web.Request) -> web.Response:
+        """The viewer link (this page's origin, ``/watch/{id}``, the token) as a QR code, for the speaker's
+        Share panel; only for a broadcast the token watches (no QR codes of anything else)."""
+        broadcast_id, token = request.match_info["broadcast_id"], request.query.get("token")
+        try:
+            await self.viewers.describe(broadcast_id, token)
+        except ProtocolError as e:
+            return _refused(e)
+        link = f"{request.scheme}://{request.host}/watch/{quote(broadcast_id)}"
+        if token:
+            link += f"?{urlencode({'token': token})}"
+        image = io.BytesIO()
+        segno.make_qr(link, error="m").save(image, kind="png", scale=6, border=4)
+        return web.Response(body=image.getvalue(), content_type="image/png", headers={"Cache-Control": "no-store"})
 
     async def describe(self, request: web.Request) -> web.Response:
         """The broadcast's languages, viewers and whether it ended (the same token as its events)."""
@@ -176,7 +201,7 @@ class ViewerEvents:
         except ValueError:
             return _refused(ProtocolError("invalid_message", f"query: after: {after!r} is no position"))
         viewers = self.viewers
-        link = SseViewer(viewers.s.viewer_queue_max)
+        link = SseViewer(viewers.s.viewer_queue_max, request)
         if not viewers.admit():
             return _refused(too_many_viewers(viewers.s.max_viewers))
         try:

@@ -114,7 +114,6 @@ class _Caption(_OfUtterance):
     """A caption: ``text`` in ``lang``, beside the speaker's ``original_text`` in ``original_lang``."""
 
     position: int  # where it stands in the broadcast: a reconnecting viewer says the last one it has
-    utterance_id: str
     text: str
     lang: str | None
     original_text: str

@@ -31,6 +31,7 @@ class StreamApp:
     audio_topic: faust.TopicT
     results_topic: faust.TopicT
     results_out_topic: faust.TopicT
+    audiences_topic: faust.TopicT
     dlq_topic: faust.TopicT
     results_version: str = "live"
 
@@ -106,6 +107,7 @@ def create_app(settings: Settings, role: str, *, results_version: str = "live", 
         audio_topic=app.topic(topics.audio.name, key_type=bytes, value_type=bytes, internal=False),
         results_topic=app.topic(topics.results.name, key_type=bytes, value_type=bytes, internal=False),
         results_out_topic=app.topic(out_topics.results.name, key_type=bytes, value_type=bytes, internal=False),
+        audiences_topic=app.topic(topics.audiences.name, key_type=bytes, value_type=bytes, internal=False),
         dlq_topic=app.topic(topics.dlq.name, key_type=bytes, value_type=bytes, internal=False),
         results_version=results_version,
     )

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.records import MAX_MESSAGE_BYTES, Audience, AudioEvent, Result, SessionState
 from streams.endpoint import Kafka, endpoint
 from streams.errors import delivery, named_kafka_errors
-from streams.topics import Codecs, Topics, session_key
+from streams.topics import Codecs, Topics, partition_of, session_key
 
 
 class EventProducer:
@@ -78,16 +78,22 @@ class EventProducer:
 
     @named_kafka_errors
     async def send_audience(self, audience: Audience) -> asyncio.Future[object]:
-        return delivery(
-            await self._producer.send(
-                self.topics.audiences.name, self.codecs.audience.encode(audience), key=audience.key.encode()
-            )
-        )
+        """One gateway's audience of a broadcast, in its session's partition: every record of one broadcast
+        is then read by one translation worker, in order (its back-fill, ``agents.translate``)."""
+        topic = self.topics.audiences.name
+        partition = await self._partition_of(topic, audience.session_id)
+        value = self.codecs.audience.encode(audience)
+        return delivery(await self._producer.send(topic, value, key=audience.key.encode(), partition=partition))
 
     @named_kafka_errors
-    async def delete_audience(self, key: str) -> asyncio.Future[object]:
+    async def delete_audience(self, key: str, session_id: str) -> asyncio.Future[object]:
         """Tombstone one gateway's audience of a broadcast (nobody watches it there any more)."""
-        return delivery(await self._producer.send(self.topics.audiences.name, None, key=key.encode()))
+        topic = self.topics.audiences.name
+        partition = await self._partition_of(topic, session_id)
+        return delivery(await self._producer.send(topic, None, key=key.encode(), partition=partition))
+
+    async def _partition_of(self, topic: str, session_id: str) -> int:
+        return partition_of(session_id, len(await self._producer.partitions_for(topic)))
 
     async def kafka_reachable(self, timeout_s: float = 5.0) -> bool:
         """Whether the cluster answered a metadata request just now."""

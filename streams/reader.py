@@ -92,13 +92,15 @@ async def read_session_positions(
     session_id: str,
     dead_letters: DeadLetters,
     since_ms: int | None = None,
+    from_offset: int | None = None,
 ) -> list[tuple[int, Result]]:
     """The same as :func:`read_session_results`, each result with its offset (its position: a session's
-    results are all in one partition)."""
+    results are all in one partition); ``from_offset``: from there on only."""
     key = session_id.encode()
     out: list[tuple[int, Result]] = []
     tps = await topic_partitions(bootstrap, topic, session_id)
-    async with aclosing(read_range(bootstrap, tps, since_ms=since_ms)) as records:  # closed when cancelled too
+    records = read_range(bootstrap, tps, since_ms=since_ms, from_offset=from_offset)
+    async with aclosing(records):  # closed when cancelled too
         async for rec in records:
             if rec.key != key:
                 continue

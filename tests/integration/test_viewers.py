@@ -6,16 +6,38 @@ worker would; the real workers' captions are in ``test_broadcast_speech``)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import random
+import socket
+import sys
 from collections import Counter
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.stack import Stack, recv_type
-from tests.viewing import Results, Seen, final, read_until, sse_events, start_broadcast, translated, watch_ws
+from babelstream.client import stream_audio
+from core.settings import load_settings
+from schemas.langs import LANGUAGES
+from streams.deadletter import DeadLetters
+from streams.reader import read_session_results
+from streams.topics import Codecs, topic_specs
+from tests.audio import librivox, silence, wer
+from tests.stack import Stack, http_json, http_text, recv_type
+from tests.viewing import (
+    Broadcast,
+    Results,
+    Seen,
+    final,
+    read_until,
+    sse_events,
+    start_broadcast,
+    translated,
+    watch_ws,
+)
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -224,39 +246,186 @@ async def test_viewers_of_a_killed_gateway_reconnect_elsewhere_and_miss_nothing(
         stack.retire(other)
 
 
-async def test_a_viewer_flood_is_limited_and_never_locks_the_speaker_out(stack: Stack) -> None:
-    limited = stack.start_gateway(MAX_VIEWERS="40", MAX_VIEWERS_PER_BROADCAST="30", MAX_BROADCAST_LANGS="1")
+async def test_a_viewer_flood_is_limited_and_never_disturbs_the_speaker(stack: Stack) -> None:
+    """2,000 viewer connections against MAX_VIEWERS=500 while the speaker streams speech: the broadcast's
+    MAX_VIEWERS_PER_BROADCAST get in, the rest are refused with a reason, the speaker's captions come as
+    ever, and a new session still starts; a viewer trying every language gets none past MAX_BROADCAST_LANGS."""
+    limited = stack.start_gateway(MAX_VIEWERS="500", MAX_VIEWERS_PER_BROADCAST="450", MAX_BROADCAST_LANGS="1")
     try:
         await asyncio.to_thread(stack.wait_healthy, [limited])
-        async with connect(limited.ws_url) as sp:
-            b = await start_broadcast(sp, public=True)
-            one, _ = await watch_ws(limited.ws_url, b, lang="en")
-            await read_until(one, Seen(), live)
-            _, err = await watch_ws(limited.ws_url, b, lang="pt")  # a second language past MAX_BROADCAST_LANGS
-            assert err["code"] == "too_many_languages" and "en" in err["message"], err
-            _, err = await watch_ws(limited.ws_url, b, lang="de")  # no route reaches it
-            assert err["code"] == "unsupported_language" and "reachable" in err["message"], err
+        clips = [librivox(f"sense_and_sensibility_01_austen_64kb-{c}") for c in ("0870", "0880", "0920")]
+        pcm = b"".join(clip + silence(1500) for clip, _, _ in clips)  # about 25 s of speech, at real time
+        ref = " ".join(r for _, _, r in clips)
+        ready: asyncio.Future[dict] = asyncio.get_running_loop().create_future()  # type: ignore[type-arg]
 
-            async def viewer() -> str:
-                try:
-                    ws, first = await watch_ws(limited.ws_url, b)
-                except (ConnectionClosed, OSError, TimeoutError) as e:
-                    return f"closed {type(e).__name__} {e}"[:60]
-                viewers.append(ws)
-                return first["type"] if first["type"] != "error" else first["code"]
+        def on_message(msg: dict) -> None:  # type: ignore[type-arg]
+            if msg["type"] == "ready" and not ready.done():
+                ready.set_result(msg)
 
-            viewers: list = []
-            got = await asyncio.gather(*[viewer() for _ in range(200)])
-            counts = Counter(got)
-            assert counts["watching"] == 29, counts  # the broadcast's 30, with the first one
-            assert counts["broadcast_full"] + counts["too_many_viewers"] == 171, counts
-            # the speaker's session, and a new one, go on while they are all connected
-            async with connect(limited.ws_url) as sp2:
-                await sp2.send(json.dumps({"type": "start"}))
-                assert (await recv_type(sp2, "ready"))["session_id"]
-            await sp.send(json.dumps({"type": "ping"}))
-            await recv_type(sp, "pong")
-            for ws in viewers:
-                await ws.close()
+        speaking = asyncio.create_task(
+            stream_audio(
+                limited.ws_url, pcm, pace=1.0, broadcast=True, public=True, on_message=on_message, timeout_s=180
+            )
+        )
+        b = Broadcast(
+            None, (r := await asyncio.wait_for(ready, 30))["session_id"], r["broadcast"]["broadcast_id"], None, ""
+        )  # type: ignore[arg-type]
+        # alone, a viewer bursts through every language there is (99): one reachable one is let in, no more
+        greedy, _ = await watch_ws(limited.ws_url, b)
+        await read_until(greedy, Seen(), live)
+        for code in LANGUAGES:
+            await greedy.send(json.dumps({"type": "set_lang", "lang": code}))
+        await greedy.send(json.dumps({"type": "ping"}))
+        said = await read_until(greedy, Seen(), lambda s: bool(s.of("pong")), 60)
+        refused = Counter(m["code"] for m in said.of("error"))
+        assert [m["lang"] for m in said.of("watching")] == ["en"], said.of("watching")
+        unreachable = len(LANGUAGES) - 2  # all but English and Portuguese
+        assert refused == Counter({"unsupported_language": unreachable, "too_many_languages": 1}), refused
+        one, _ = await watch_ws(limited.ws_url, b, lang="en")
+        await read_until(one, Seen(), live)
+        _, err = await watch_ws(limited.ws_url, b, lang="pt")  # a second language past MAX_BROADCAST_LANGS
+        assert err["code"] == "too_many_languages" and "en" in err["message"], err
+        _, err = await watch_ws(limited.ws_url, b, lang="de")  # no route reaches it
+        assert err["code"] == "unsupported_language" and "reachable" in err["message"], err
+        status, info = await asyncio.to_thread(http_json, f"{limited.base_url}/v1/broadcasts/{b.broadcast_id}")
+        assert status == 200 and len(info["langs"]) <= 1, info
+
+        async def viewer() -> str:
+            try:
+                ws, first = await watch_ws(limited.ws_url, b)
+            except (ConnectionClosed, OSError, TimeoutError) as e:
+                return f"closed {type(e).__name__}"
+            viewers.append(ws)
+            return first["type"] if first["type"] != "error" else first["code"]
+
+        viewers: list = []
+        got = Counter(await asyncio.gather(*[viewer() for _ in range(2000)]))
+        assert got["watching"] == 448, got  # the broadcast's 450, with the first two
+        assert got["broadcast_full"] + got["too_many_viewers"] == 1552, got
+        async with connect(limited.ws_url) as sp2:  # a new speaker is not locked out by the viewers
+            await sp2.send(json.dumps({"type": "start"}))
+            assert (await recv_type(sp2, "ready"))["session_id"]
+        rep = await speaking
+        assert wer(ref, rep.text) < 0.2, rep.text
+        for ws in viewers:
+            await ws.close()
     finally:
         stack.retire(limited)
+
+
+def silent_viewer(port: int, broadcast_id: str) -> socket.socket:
+    """A viewer that sends watch, then never reads a byte (a raw socket with a small window: the
+    gateway's writes to it back up at once)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /watch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    payload = json.dumps({"type": "watch", "broadcast_id": broadcast_id}).encode()
+    mask = os.urandom(4)
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload)))
+    return sock
+
+
+async def test_a_viewer_that_does_not_read_is_dropped_and_slows_no_one(stack: Stack) -> None:
+    small = stack.start_gateway(VIEWER_QUEUE_MAX="8")
+    try:
+        await asyncio.to_thread(stack.wait_healthy, [small])
+        async with connect(small.ws_url) as sp, Results(stack) as results:
+            b = await start_broadcast(sp, public=True)
+            slow = await asyncio.to_thread(silent_viewer, small.ws_port, b.broadcast_id)
+            reader, _ = await watch_ws(small.ws_url, b)
+            seen = await read_until(reader, Seen(), live)
+            n, text = 300, "palabra " * 5000  # 80 kB a caption (text and original): 24 MB, past every buffer
+            await results.put(*[final(b.session_id, i, f"{i} {text}") for i in range(n)])
+            await read_until(reader, seen, finals(n), 120)
+            assert seen.finals == list(range(n))
+
+            async def dropped() -> bool:
+                metrics = await asyncio.to_thread(http_text, f"{small.base_url}/metrics")
+                return 'babelstream_gateway_viewers_dropped_total{reason="slow"} 1.0' in metrics
+
+            await wait_until(dropped, 30, "the viewer that does not read was never dropped")
+            slow.close()
+    finally:
+        stack.retire(small)
+
+
+async def test_a_language_first_asked_for_mid_broadcast_is_back_filled_once_from_the_log(stack: Stack) -> None:
+    """English finals spoken before anyone read Portuguese: the first Portuguese viewer gets them as the
+    original, then their translations, made by the translation worker from the log; a viewer on another
+    gateway reads those from the log (no second translation); a final made without Portuguese afterwards
+    (in flight while the speaker's gateway heard of the language) is back-filled too."""
+    other = stack.start_gateway()
+    texts = ["good morning everyone", "thank you for coming", "let us begin", "the first question is simple"]
+    try:
+        await asyncio.to_thread(stack.wait_healthy, [other])
+        async with connect(stack.ws_url) as sp, Results(stack) as results:
+            b = await start_broadcast(sp, public=True)
+            await results.put(*[final(b.session_id, i, texts[i], lang="en") for i in range(3)])
+            v, _ = await watch_ws(stack.ws_url, b, lang="pt")
+            seen = await read_until(v, Seen(), live)
+            assert [m["untranslated"] for m in seen.of("final")] == ["not_requested"] * 3
+            await read_until(v, seen, finals(6), 120)
+            filled = seen.of("final")[3:]
+            assert sorted(m["utterance_index"] for m in filled) == [0, 1, 2]
+            assert all(m["lang"] == "pt" and m["translation"] and m["untranslated"] is None for m in filled), filled
+            assert all(m["text"] != m["original_text"] for m in filled)
+
+            late, _ = await watch_ws(other.ws_url, b, lang="pt")  # another gateway: from the log
+            backlog = await read_until(late, Seen(), live)
+            assert sorted(backlog.finals) == [0, 1, 2] and all(m["lang"] == "pt" for m in backlog.of("final"))
+
+            await results.put(final(b.session_id, 3, texts[3], lang="en"))  # made without Portuguese
+            await read_until(v, seen, finals(8), 120)
+            assert [m["untranslated"] for m in seen.of("final")[6:]] == ["not_requested", None]
+            stored = await stack_results(stack, b.session_id)
+            per = Counter(r.utterance_index for r in stored if r.kind.value == "TRANSLATION")
+            assert per == Counter({0: 1, 1: 1, 2: 1, 3: 1}), per
+    finally:
+        stack.retire(other)
+
+
+async def stack_results(stack: Stack, session_id: str) -> list:  # type: ignore[type-arg]
+    s = load_settings(kafka_bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix)
+    topics = topic_specs(s)
+    return await read_session_results(
+        stack.bootstrap, topics.results.name, Codecs.create(s, topics), session_id, DeadLetters("test", None)
+    )
+
+
+async def test_the_command_line_watches_a_broadcast_until_it_ends(stack: Stack) -> None:
+    async with connect(stack.ws_url) as sp, Results(stack) as results:
+        b = await start_broadcast(sp, source_lang="es")
+        await results.put(final(b.session_id, 0, "hola a todos"), final(b.session_id, 1, "empezamos"))
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "babelstream.cli",
+            "watch",
+            b.broadcast_id,
+            "--token",
+            b.viewer_token or "",
+            "--url",
+            stack.ws_url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert cli.stdout is not None
+        lines: list[str] = []
+        async with asyncio.timeout(60):
+            while not any("live" in line for line in lines):
+                lines.append((await cli.stdout.readline()).decode())
+            await results.put(final(b.session_id, 2, "primera pregunta"))
+            while not any("primera pregunta" in line for line in lines):
+                lines.append((await cli.stdout.readline()).decode())
+            await sp.send(json.dumps({"type": "end_broadcast"}))
+            rest, _ = await cli.communicate()
+        out = "".join(lines) + rest.decode()
+        assert cli.returncode == 0, out
+        assert out.index("hola a todos") < out.index("empezamos") < out.index("live") < out.index("primera pregunta")
+        assert "the broadcast has ended" in out

@@ -39,7 +39,7 @@ def test_a_language_nobody_watches_is_kept_for_the_grace_period_then_the_broadca
     assert local.due(5000 + 10_000) == []
     [refresh] = local.due(5000 + GRACE)  # still within the grace period: refreshed as it is
     assert isinstance(refresh, Audience) and refresh.langs == [WatchedLang("pt", 0, 5000)]
-    assert local.due(5001 + GRACE) == [Tombstone("b@gw")]
+    assert local.due(5001 + GRACE) == [Tombstone("b@gw", "s")]
     assert local.viewers("b") == 0
 
 

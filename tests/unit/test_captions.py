@@ -136,3 +136,11 @@ def test_one_final_caption_per_utterance_but_a_translation_may_replace_the_untra
     failed = Result("s", 0, ResultKind.ERROR, "hola", target_lang="pt", error=ErrorInfo("translation_failed", "x"))
     assert ch.result(3, failed) == [] and ch.result(4, translation(0, "pt", "olá")) == []
     assert ch.result(5, translation(1, "pt", "um")) != [] and ch.result(6, failed) == []
+
+
+def test_the_history_keeps_one_final_caption_per_utterance_a_replacement_last() -> None:
+    ch = CaptionChannel("pt")
+    ch.load([(1, final(0, targets=["en"])), (2, final(1, targets=["en"]))])
+    ch.result(3, translation(0, "pt", "olá"))  # back-filled later
+    assert [(json.loads(s.data)["utterance_index"], s.position) for s in ch.history] == [(1, 2), (0, 3)]
+    assert [s.position for s in ch.since(2)] == [3]  # a viewer that had both originals gets the replacement

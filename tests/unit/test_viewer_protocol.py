@@ -63,3 +63,13 @@ async def test_a_viewer_that_does_not_read_is_dropped_but_its_backlog_does_not_c
     assert await asyncio.wait_for(link.next(), 1) is None
     link.send(Sent("final", "{}", 300))  # after the end: nothing
     assert not link.items
+
+
+async def test_a_viewer_that_asks_for_the_transcript_again_and_again_without_reading_is_dropped() -> None:
+    link = Link(queue_max=3, backlog_max=100)
+    for _ in range(2):  # a set_lang: the whole transcript again
+        for i in range(50):
+            link.send(Sent("final", "{}", i), backlog=True)
+    assert not link.slow
+    link.send(Sent("final", "{}", 51), backlog=True)
+    assert link.slow and link.aborted
