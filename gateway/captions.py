@@ -103,6 +103,7 @@ class CaptionChannel:
         self._waiting: list[tuple[int, Result]] = []  # live results that came during the load
         self._captioned: OrderedDict[str, int] = OrderedDict()  # utterance id -> 1 untranslated, 2 final
         self.indices: set[int] = set()  # utterance indices with a final caption (bounded as _captioned)
+        self._forgot = False  # indices were let go of (past the bound): the end of a broadcast waits no more
 
     def result(self, position: int, r: Result) -> list[Sent]:
         """A live result: what this language's live viewers get now (nothing while loading)."""
@@ -132,8 +133,9 @@ class CaptionChannel:
         return list(self._history.values())
 
     def has_finals_before(self, next_index: int) -> bool:
-        """Whether every utterance before ``next_index`` has its final caption here (or none is known)."""
-        return not self.indices or all(i in self.indices for i in range(min(self.indices), next_index))
+        """Whether every utterance before ``next_index`` has its final caption here (or they are past what
+        a channel remembers)."""
+        return self._forgot or all(i in self.indices for i in range(next_index))
 
     def since(self, after: int) -> list[Sent]:
         """The finals after position ``after`` (what a joining or reconnecting viewer gets first)."""
@@ -159,7 +161,8 @@ class CaptionChannel:
             self.indices.add(r.utterance_index)
             while len(self._captioned) > SEEN_MAX:
                 self._captioned.popitem(last=False)
-                self.indices.clear()  # past the bound: no longer known (the end of a broadcast waits less)
+                self.indices.clear()
+                self._forgot = True
             item = sent(msg)
             self._history.pop(r.utterance_id, None)
             self._history[r.utterance_id] = item

@@ -22,7 +22,7 @@ from schemas.records import Result, ResultKind
 from streams.deadletter import DeadLetters
 from streams.reader import read_session_results
 from streams.topics import Codecs, topic_specs
-from tests.audio import asterisk, asterisk_transcripts, chrf, librivox, silence, translation_prompts
+from tests.audio import asterisk, asterisk_transcripts, chrf, librivox, silence, translation_prompts, wer
 from tests.stack import Stack, http_json, recv_type
 from tests.viewing import Seen, read_until, sse_events, start_broadcast, watch_ws
 from tests.waiting import wait_until
@@ -170,3 +170,24 @@ async def stored_results(stack: Stack, session_id: str) -> list[Result]:
     return await read_session_results(
         stack.bootstrap, topics.results.name, Codecs.create(s, topics), session_id, DeadLetters("test", None)
     )
+
+
+async def test_viewers_of_a_broadcast_ended_mid_sentence_still_get_its_last_final(stack: Stack) -> None:
+    """The speaker ends the broadcast the moment its last utterance ends, before Whisper has its final:
+    the viewers get that final first, then ``ended``."""
+    pcm, _, ref = librivox("sense_and_sensibility_01_austen_64kb-0880")
+    async with connect(stack.ws_url) as sp:
+        b = await start_broadcast(sp, source_lang="en")
+        ws, _ = await watch_ws(stack.ws_url, b)
+        await read_until(ws, Seen(), live)
+        audio = silence(500) + pcm + silence(1500)
+        for i in range(0, len(audio), 3200):
+            await sp.send(audio[i : i + 3200])
+        await sp.send(json.dumps({"type": "flush"}))
+        await recv_type(sp, "utterance_end", 60)
+        await sp.send(json.dumps({"type": "end_broadcast"}))  # its final is still being decoded
+        assert (await recv_type(sp, "broadcast"))["ended"]
+        seen = await read_until(ws, Seen(), lambda s: bool(s.of("ended")), 60)
+        kinds = [m["type"] for m in seen.messages if m["type"] in ("final", "ended")]
+        assert kinds == ["final", "ended"], seen.messages
+        assert wer(ref, seen.of("final")[0]["text"]) < 0.2

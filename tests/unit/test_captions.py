@@ -144,3 +144,12 @@ def test_the_history_keeps_one_final_caption_per_utterance_a_replacement_last() 
     ch.result(3, translation(0, "pt", "olá"))  # back-filled later
     assert [(json.loads(s.data)["utterance_index"], s.position) for s in ch.history] == [(1, 2), (0, 3)]
     assert [s.position for s in ch.since(2)] == [3]  # a viewer that had both originals gets the replacement
+
+
+def test_a_channel_knows_whether_every_utterance_begun_has_its_final() -> None:
+    ch = CaptionChannel("es")
+    ch.load([(1, final(0))])
+    assert ch.has_finals_before(1) and not ch.has_finals_before(2)  # utterance 1 is still being decoded
+    ch.result(2, final(1))
+    assert ch.has_finals_before(2)
+    assert CaptionChannel("es").has_finals_before(0)
