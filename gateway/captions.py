@@ -101,9 +101,9 @@ class CaptionChannel:
         # the final caption of each utterance, in position order (a replacement moves to the end)
         self._history: OrderedDict[str, Sent] = OrderedDict()
         self._waiting: list[tuple[int, Result]] = []  # live results that came during the load
-        self._captioned: OrderedDict[str, int] = OrderedDict()  # utterance id -> 1 untranslated, 2 final
-        self.indices: set[int] = set()  # utterance indices with a final caption (bounded as _captioned)
-        self._forgot = False  # indices were let go of (past the bound): the end of a broadcast waits no more
+        # utterance id -> (1 untranslated or 2 final, its utterance index), the newest SEEN_MAX
+        self._captioned: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._forgot = False  # some were let go of (past the bound): the end of a broadcast waits no more
 
     def result(self, position: int, r: Result) -> list[Sent]:
         """A live result: what this language's live viewers get now (nothing while loading)."""
@@ -135,7 +135,8 @@ class CaptionChannel:
     def has_finals_before(self, next_index: int) -> bool:
         """Whether every utterance before ``next_index`` has its final caption here (or they are past what
         a channel remembers)."""
-        return self._forgot or all(i in self.indices for i in range(next_index))
+        captioned = {index for _, index in self._captioned.values()}
+        return self._forgot or all(i in captioned for i in range(next_index))
 
     def since(self, after: int) -> list[Sent]:
         """The finals after position ``after`` (what a joining or reconnecting viewer gets first)."""
@@ -154,14 +155,12 @@ class CaptionChannel:
             # one final caption per utterance; an untranslated one may be followed by its translation
             # (which then replaces it), never the other way round, and a redelivered one is dropped
             rank = 1 if msg.untranslated else 2
-            if self._captioned.get(r.utterance_id, 0) >= rank:
+            if self._captioned.get(r.utterance_id, (0, 0))[0] >= rank:
                 return []
-            self._captioned[r.utterance_id] = rank
+            self._captioned[r.utterance_id] = (rank, r.utterance_index)
             self._captioned.move_to_end(r.utterance_id)
-            self.indices.add(r.utterance_index)
             while len(self._captioned) > SEEN_MAX:
                 self._captioned.popitem(last=False)
-                self.indices.clear()
                 self._forgot = True
             item = sent(msg)
             self._history.pop(r.utterance_id, None)

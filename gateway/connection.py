@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -53,22 +54,11 @@ class WebSocketLink(ClientLink):
             raise ClientGone
 
     async def keepalive(self, interval_s: float, timeout_s: float) -> None:
-        """Ping every ``interval_s``; close with 1011 when a pong is ``timeout_s`` late, unless the client's
-        audio is being paced: it is alive by definition (what it sent waits unread, and its pong behind
-        it), where websockets' own keepalive would close it. The pings still go out meanwhile: writing is
-        how a gone client is noticed while its socket is not being read."""
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await asyncio.sleep(interval_s)
-                pong = await self.ws.ping()
-                try:
-                    await asyncio.wait_for(asyncio.shield(pong), timeout_s)
-                except TimeoutError:
-                    if loop.time() < self.paced_until_s + timeout_s:
-                        continue  # its pong is behind its audio
-                    await self.ws.close(1011, "keepalive ping timeout")
-                    return
+        """:func:`keep_alive`, but never closing a client whose audio is being paced: it is alive by
+        definition (what it sent waits unread, and its pong behind it), where websockets' own keepalive
+        would close it. The pings still go out meanwhile: writing is how a gone client is noticed while
+        its socket is not being read."""
+        await keep_alive(self.ws, interval_s, timeout_s, lambda now_s: now_s < self.paced_until_s + timeout_s)
 
     def close_with(self, error: ErrorMsg, code: int = 1008) -> None:
         """Send a fatal error, then close: the handler's receive loop ends and cleans up."""
@@ -109,3 +99,22 @@ class WebSocketLink(ClientLink):
     async def finish(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(None)
+
+
+async def keep_alive(
+    ws: ServerConnection, interval_s: float, timeout_s: float, excused: Callable[[float], bool] = lambda _: False
+) -> None:
+    """Ping every ``interval_s``; close with 1011 when a pong is ``timeout_s`` late, unless ``excused(now_s)``
+    (the loop's time) says the lateness is expected."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await asyncio.sleep(interval_s)
+            pong = await ws.ping()
+            try:
+                await asyncio.wait_for(asyncio.shield(pong), timeout_s)
+            except TimeoutError:
+                if excused(loop.time()):
+                    continue
+                await ws.close(1011, "keepalive ping timeout")
+                return

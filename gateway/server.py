@@ -24,7 +24,7 @@ from typing import Any
 from websockets.asyncio.server import Server
 
 from core.audio.vad import DualVad, SileroVad, find_silero_model
-from core.engines.translate import TranslationRouter
+from core.engines.translate import TranslationRouter, readable_langs
 from core.settings import Settings
 from gateway import metrics as m
 from gateway.admission import Admission
@@ -81,7 +81,7 @@ class Gateway:
             on_gone=lambda state: self.viewers.session_gone(state),
         )
         self.router = ResultRouter(self.kafka, self.topics.results.name, self.codecs, self.deliver, self.dead_letters)
-        translation_router = TranslationRouter.from_settings(settings)
+        routes = TranslationRouter.from_settings(settings).routes()  # worked out once: GET /languages and viewers
         self.viewers = Viewers(
             settings,
             self.gateway_id,
@@ -92,7 +92,7 @@ class Gateway:
             ),
             self.producer.send_audience,
             self.producer.delete_audience,
-            translation_router.readable_table().__getitem__,
+            readable_langs(routes).__getitem__,
             self._audience_changed,
         )
         self.audiences = TopicFollower(
@@ -128,7 +128,7 @@ class Gateway:
             self.auth,
             self.health,
             lambda: {"ws_port": self.port, "tls": self.tls is not None, "auth": self.auth.required},
-            translation_router.routes(),  # what GET /languages says
+            routes,  # what GET /languages says
             metrics_auth=settings.metrics_auth,
             max_upload_bytes=settings.api_max_upload_bytes,
         )

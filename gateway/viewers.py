@@ -159,8 +159,7 @@ class Viewers:
         """Let the viewer in, or raise :class:`ProtocolError` (fatal) saying why not."""
         state = await self._watchable(msg.broadcast_id, msg.viewer_token)
         self._check_lang(state, msg.lang, fatal=True)
-        elsewhere = self.index.viewers(state.session_id, now_ms(), except_gateway=self.gateway_id)
-        if elsewhere + self.local.viewers(msg.broadcast_id) >= self.s.max_viewers_per_broadcast:
+        if self._viewers(state) >= self.s.max_viewers_per_broadcast:
             m.VIEWERS_REFUSED.labels("broadcast_full").inc()
             raise ProtocolError(
                 "broadcast_full",
@@ -175,15 +174,18 @@ class Viewers:
     async def describe(self, broadcast_id: str, viewer_token: str | None) -> BroadcastInfo:
         """What a viewer may know of a broadcast before watching it (``GET /v1/broadcasts/{id}``)."""
         state = await self._watchable(broadcast_id, viewer_token)
-        now = now_ms()
         return BroadcastInfo(
             broadcast_id=broadcast_id,
             source_lang=state.source_lang,
-            langs=self.index.langs(state.session_id, now),
-            viewers=self.index.viewers(state.session_id, now, except_gateway=self.gateway_id)
-            + self.local.viewers(broadcast_id),
+            langs=self.index.langs(state.session_id, now_ms()),
+            viewers=self._viewers(state),
             ended=state.broadcast_ended,
         )
+
+    def _viewers(self, state: SessionState) -> int:
+        """The broadcast's viewers: on the other gateways (their records) and here (as they come)."""
+        elsewhere = self.index.viewers(state.session_id, now_ms(), except_gateway=self.gateway_id)
+        return elsewhere + self.local.viewers(state.broadcast_id or "")
 
     async def _watchable(self, broadcast_id: str, viewer_token: str | None) -> SessionState:
         try:
@@ -256,7 +258,7 @@ class Viewers:
         )
         self.members.setdefault(key, set()).add(link)
         self._idle_since.pop(key, None)
-        channel = self.channels.get(key[0], {}).get(lang)
+        channel = self._channel(key)
         if channel is None:
             channel = self.channels.setdefault(key[0], {})[lang] = CaptionChannel(lang)
             m.CHANNEL_LOADS.inc()
@@ -302,20 +304,29 @@ class Viewers:
             raise
         except Exception as e:  # Kafka away, or a transcript past what a channel holds
             log.error("the transcript of session %s could not be read: %r", key[0], e)
-            if self.channels.get(key[0], {}).get(key[1]) is channel:
+            if self._channel(key) is channel:
                 self._drop_channel(key, channel)
                 for link in list(self.members.get(key, ())):
                     link.end(ErrorMsg(code="unavailable", message="the transcript cannot be read just now", fatal=True))
                     self._leave(link)
             return
-        if self.channels.get(key[0], {}).get(key[1]) is not channel:
+        if self._channel(key) is not channel:
             return  # dropped meanwhile (nobody read it for the grace period): a newer one serves its viewers
         for link in list(self.members.get(key, ())):
             self._caught_up(link, channel)
 
+    def _channel(self, key: Key) -> CaptionChannel | None:
+        return self.channels.get(key[0], {}).get(key[1])
+
     def _loaded(self, key: Key) -> bool:
-        channel = self.channels.get(key[0], {}).get(key[1])
+        channel = self._channel(key)
         return channel is not None and channel.loaded
+
+    def _links_of(self, session_id: str, loaded_only: bool = False) -> list[ViewerLink]:
+        """The viewers of a session's broadcast here (those of a loaded channel only: the others wait for
+        their transcript)."""
+        keys = [k for k in self.members if k[0] == session_id and (not loaded_only or self._loaded(k))]
+        return [link for k in keys for link in self.members[k]]
 
     def _drop_channel(self, key: Key, channel: CaptionChannel | None = None) -> None:
         langs = self.channels.get(key[0], {})
@@ -348,18 +359,17 @@ class Viewers:
         viewers get ``ended``."""
         if state.broadcast_id is None:
             return
-        for key in [k for k in self.members if k[0] == state.session_id]:
-            for link in list(self.members.get(key, ())):
-                if link.token_sha256 != state.viewer_token_sha256:
-                    m.VIEWERS_DROPPED.labels("token_rotated").inc()
-                    link.end(
-                        ErrorMsg(
-                            code="viewer_token_rotated",
-                            message="the speaker issued a new viewer token; ask for the new link",
-                            fatal=True,
-                        )
+        for link in self._links_of(state.session_id):
+            if link.token_sha256 != state.viewer_token_sha256:
+                m.VIEWERS_DROPPED.labels("token_rotated").inc()
+                link.end(
+                    ErrorMsg(
+                        code="viewer_token_rotated",
+                        message="the speaker issued a new viewer token; ask for the new link",
+                        fatal=True,
                     )
-                    self._leave(link)
+                )
+                self._leave(link)
         if state.broadcast_ended and state.session_id not in self._ending:
             task = asyncio.get_running_loop().create_task(self._end(state))
             self._ending[state.session_id] = task
@@ -374,18 +384,16 @@ class Viewers:
             if all(c.loaded and c.has_finals_before(state.next_utterance_index) for c in channels):
                 break
             await asyncio.sleep(0.2)
-        for key in [k for k in self.members if k[0] == state.session_id]:
-            if self._loaded(key):
-                for link in list(self.members.get(key, ())):
-                    link.end(Ended(broadcast_id=state.broadcast_id or ""))
-                    self._leave(link)
+        self._ended(state, self._links_of(state.session_id, loaded_only=True))
 
     def session_gone(self, state: SessionState) -> None:
         """The broadcast's session expired (tombstoned): its viewers have the whole transcript."""
-        for key in [k for k in self.members if k[0] == state.session_id]:
-            for link in list(self.members.get(key, ())):
-                link.end(Ended(broadcast_id=state.broadcast_id or ""))
-                self._leave(link)
+        self._ended(state, self._links_of(state.session_id))
+
+    def _ended(self, state: SessionState, links: list[ViewerLink]) -> None:
+        for link in links:
+            link.end(Ended(broadcast_id=state.broadcast_id or ""))
+            self._leave(link)
 
     def audience_record(self, key: bytes | None, audience: Audience | None, offset: int) -> None:
         """A record of the audiences topic (every gateway's viewers)."""

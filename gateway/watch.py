@@ -27,6 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from gateway import metrics as m
+from gateway.connection import keep_alive
 from gateway.viewers import ViewerLink, Viewers
 from schemas.messages import ErrorMsg, Pong, ProtocolError
 from schemas.records import now_ms
@@ -77,7 +78,7 @@ async def serve_websocket_viewer(viewers: Viewers, ws: ServerConnection) -> None
         await ws.close(1013, "too_many_viewers")
         return
     writer = asyncio.create_task(link.writer())
-    keepalive = asyncio.create_task(_keepalive(ws, s.keepalive_interval_s, s.keepalive_timeout_s))
+    keepalive = asyncio.create_task(keep_alive(ws, s.keepalive_interval_s, s.keepalive_timeout_s))
     try:
         try:
             async with asyncio.timeout(s.viewer_start_timeout_s):
@@ -125,27 +126,14 @@ def _viewer_message(frame: str | bytes) -> Watch | SetLang | ViewerPing:
     return parse_viewer_message(frame)
 
 
-async def _keepalive(ws: ServerConnection, interval_s: float, timeout_s: float) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        while True:
-            await asyncio.sleep(interval_s)
-            pong = await ws.ping()
-            try:
-                await asyncio.wait_for(pong, timeout_s)
-            except TimeoutError:
-                await ws.close(1011, "keepalive ping timeout")
-                return
-
-
 class SseViewer(ViewerLink):
     def __init__(self, queue_max: int, request: web.Request) -> None:
         super().__init__(queue_max)
         self.request = request
-        self.aborted = asyncio.Event()
 
     def abort(self) -> None:
-        """Drop the connection at once: a write it is stuck in (the client reads nothing) fails now."""
-        self.aborted.set()
+        """Drop the connection at once: a write it is stuck in (the client reads nothing) fails now; the
+        stream has ended (:meth:`ViewerLink.end`), so one that waits for its next item stops too."""
         if self.request.transport is not None:
             self.request.transport.abort()
 
@@ -223,27 +211,20 @@ class ViewerEvents:
             viewers.release(link)
 
     async def _stream(self, link: SseViewer, response: web.StreamResponse) -> None:
-        aborted = asyncio.ensure_future(link.aborted.wait())
         try:
             while True:
-                nxt = asyncio.ensure_future(link.next())
-                done, _ = await asyncio.wait({nxt, aborted}, timeout=SSE_HEARTBEAT_S, return_when="FIRST_COMPLETED")
-                if aborted in done:
-                    nxt.cancel()
-                    return
-                if nxt not in done:
-                    nxt.cancel()
+                try:
+                    async with asyncio.timeout(SSE_HEARTBEAT_S):
+                        item = await link.next()
+                except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     continue
-                item = nxt.result()
                 if item is None:
                     return
                 head = f"id: {item.position}\n" if item.position is not None else ""
                 await response.write(f"{head}event: {item.type}\ndata: {item.data}\n\n".encode())
-        except (ConnectionResetError, ConnectionError):
+        except ConnectionError:  # the viewer went away, or was cut off
             return
-        finally:
-            aborted.cancel()
 
 
 def _refused(e: ProtocolError) -> web.Response:

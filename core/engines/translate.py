@@ -315,20 +315,6 @@ class TranslationRouter:
             if target != source and (route := self.route(source, target)) is not None
         }
 
-    def readable(self, source: str | None) -> frozenset[str]:
-        """The languages speech in ``source`` can be read in: itself and every target it reaches; with the
-        language not said (detected per utterance), every target some language reaches."""
-        if source is not None:
-            return frozenset({source, *self.reachable(source)})
-        return frozenset(target for reach in self.routes().values() for target in reach)
-
-    def readable_table(self) -> dict[str | None, frozenset[str]]:
-        """:meth:`readable` of every language (and None), worked out once; an unknown one reads in none."""
-        table: dict[str | None, frozenset[str]] = defaultdict(frozenset)
-        table.update({source: self.readable(source) for source in LANGUAGES})
-        table[None] = self.readable(None)
-        return table
-
     def routes(self) -> dict[str, dict[str, str]]:
         """For each source language, its reachable targets and their route names (``GET /languages``)."""
         return {source: reach for source in LANGUAGES if (reach := self.reachable(source))}
@@ -355,3 +341,13 @@ class TranslationRouter:
             return TranslationOutput(text, "identity")
         backend = self.backend_for(source, target)
         return TranslationOutput(backend.translate([text], source, target)[0], backend.name)
+
+
+def readable_langs(routes: dict[str, dict[str, str]]) -> dict[str | None, frozenset[str]]:
+    """What speech in each language can be read in, from :meth:`TranslationRouter.routes`: the language
+    itself and every target it reaches; with the language not said (None: detected per utterance), every
+    target some language reaches; an unknown one, in none."""
+    table: dict[str | None, frozenset[str]] = defaultdict(frozenset)
+    table.update({source: frozenset({source, *routes.get(source, {})}) for source in LANGUAGES})
+    table[None] = frozenset(target for reach in routes.values() for target in reach)
+    return table

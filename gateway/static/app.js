@@ -1,4 +1,5 @@
 // Babelstream web client: microphone -> AudioWorklet -> PCM16 over WebSocket; live captions back.
+import { reachFrom } from "./languages.js";
 import { download } from "./subtitles.js";
 // Query parameters: ?source=es&target=pt&also=en&autostart=1 (used by the end-to-end tests).
 let LANGS = {};  // code -> name, from GET /languages
@@ -23,7 +24,7 @@ function offerTargets() {
   const keep = $("target").value || params.get("target") || "";
   const keepAlso = new Set(selectedAlso().length ? selectedAlso() : (params.get("also") || "").split(","));
   const source = $("source").value;
-  const reach = source ? (ROUTES[source] || {}) : Object.assign({}, ...Object.values(ROUTES));
+  const reach = reachFrom(ROUTES, source);
   while ($("target").options.length > 1) $("target").remove(1);
   while ($("also").options.length) $("also").remove(0);
   for (const [code, route] of Object.entries(reach).sort()) {

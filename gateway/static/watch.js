@@ -1,6 +1,7 @@
 // Babelstream viewer page: /watch/<broadcast_id>?token=...&lang=pt[&overlay=1&lines=2&font=...&size=48&color=fff]
 // Watches the broadcast over WebSocket (the gateway's /watch path): the transcript so far, then live
 // captions in the chosen language; reconnects with the last position it has, so nothing is missed.
+import { reachFrom } from "./languages.js";
 import { download } from "./subtitles.js";
 
 const $ = (id) => document.getElementById(id);
@@ -93,7 +94,7 @@ async function offerLanguages() {
   const info = await fetch(`/v1/broadcasts/${encodeURIComponent(broadcastId)}?${new URLSearchParams(
     params.get("token") ? { token: params.get("token") } : {})}`).then((r) => (r.ok ? r.json() : {}));
   const source = info.source_lang;
-  const reach = source ? (body.routes[source] || {}) : Object.assign({}, ...Object.values(body.routes));
+  const reach = reachFrom(body.routes, source);
   const codes = Object.keys(reach).filter((c) => c !== source).sort();
   for (const code of codes) $("lang").add(new Option(body.languages[code] || code, code));
   if (source) $("lang").options[0].text = `${body.languages[source] || source} (the speaker's)`;

@@ -43,8 +43,8 @@ def write_wav(path: Path, pcm: bytes, rate: int = 16000) -> Path:
 
 
 @asynccontextmanager
-async def browser_page(mic: Path, url: str) -> AsyncIterator[Any]:
-    """A page of headless Chromium at ``url``, the WAV file ``mic`` as its microphone."""
+async def chromium(mic: Path) -> AsyncIterator[Any]:
+    """Headless Chromium, the WAV file ``mic`` as its microphone."""
     from playwright.async_api import async_playwright
 
     assert CHROMIUM, "chromium is required (bin/setup --test installs it)"
@@ -53,11 +53,18 @@ async def browser_page(mic: Path, url: str) -> AsyncIterator[Any]:
             executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={mic}%noloop"]
         )
         try:
-            page = await browser.new_page()
-            await page.goto(url)
-            yield page
+            yield browser
         finally:
             await browser.close()
+
+
+@asynccontextmanager
+async def browser_page(mic: Path, url: str) -> AsyncIterator[Any]:
+    """A page of headless Chromium at ``url``, the WAV file ``mic`` as its microphone."""
+    async with chromium(mic) as browser:
+        page = await browser.new_page()
+        await page.goto(url)
+        yield page
 
 
 async def wait_for_text(page: Any, selector: str, timeout_ms: int) -> None:
